@@ -1,0 +1,128 @@
+"""Filtering: which YFCC100M photos may enter an FDF-style dataset.
+
+Pure predicates: a photo is eligible only if it is a photo (not a video), its
+license allows derivatives (a face crop is a derivative), its owner has not
+opted out with a ``no_cv`` tag, and neither owner nor photo is on the
+blocklist, the file through which removal requests reach every later build.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from .records import Photo, SkipReason
+
+#: The licenses YFCC100M photos carry, by short code -> canonical license URL.
+LICENSES = {
+    "by": "http://creativecommons.org/licenses/by/2.0/",
+    "by-sa": "http://creativecommons.org/licenses/by-sa/2.0/",
+    "by-nc": "http://creativecommons.org/licenses/by-nc/2.0/",
+    "by-nc-sa": "http://creativecommons.org/licenses/by-nc-sa/2.0/",
+    "by-nd": "http://creativecommons.org/licenses/by-nd/2.0/",
+    "by-nc-nd": "http://creativecommons.org/licenses/by-nc-nd/2.0/",
+}
+#: FDF256's four: the CC 2.0 licenses that allow derivatives (no NoDerivs).
+DEFAULT_LICENSES = ("by", "by-sa", "by-nc", "by-nc-sa")
+
+_OPT_OUT_TAGS = frozenset({"nocv"})
+_TAG_NOISE = re.compile(r"[\s_\-]+")
+
+
+@functools.lru_cache(maxsize=256)
+def normalize_license_url(url: str) -> str:
+    """Compare license URLs without scheme, ``www.``, case or trailing slash."""
+    url = url.strip().lower()
+    url = re.sub(r"^https?://", "", url)
+    url = re.sub(r"^www\.", "", url)
+    return url.rstrip("/")
+
+
+def license_code(url: str) -> Optional[str]:
+    """The short code (``by-nc``...) of a YFCC license URL, or None for anything else."""
+    return _CODE_BY_URL.get(normalize_license_url(url))
+
+
+_CODE_BY_URL = {normalize_license_url(u): c for c, u in LICENSES.items()}
+
+
+def resolve_licenses(specs: Iterable[str]) -> frozenset[str]:
+    """Turn short codes or license URLs into the set of normalized license URLs to accept."""
+    out = set()
+    for spec in specs:
+        spec = spec.strip()
+        if not spec:
+            continue
+        if spec.lower() in LICENSES:
+            out.add(normalize_license_url(LICENSES[spec.lower()]))
+        elif "/" in spec:
+            out.add(normalize_license_url(spec))
+        else:
+            raise ValueError(f"unknown license {spec!r}; use a license URL or one of: {', '.join(LICENSES)}")
+    if not out:
+        raise ValueError("no license given: at least one license must be allowed")
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def is_opt_out_tag(tag: str) -> bool:
+    """``no_cv``, ``nocv``, ``no-cv``, ``No CV``... and machine tags such as ``flickr:no_cv`` or ``x:y=no_cv``."""
+    parts = re.split(r"[:=]", tag)
+    return any(_TAG_NOISE.sub("", p.lower()) in _OPT_OUT_TAGS for p in parts)
+
+
+@dataclass(frozen=True)
+class Blocklist:
+    """Owner NSIDs and photo ids whose photos never enter a build."""
+
+    nsids: frozenset[str] = field(default_factory=frozenset)
+    photo_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> "Blocklist":
+        """One NSID or photo id a line; ``#`` starts a comment. All-digit entries are photo ids."""
+        nsids, photo_ids = set(), set()
+        for line in lines:
+            entry = line.split("#", 1)[0].strip()
+            if not entry:
+                continue
+            if entry.isdigit():
+                photo_ids.add(int(entry))
+            else:
+                nsids.add(entry)
+        return cls(frozenset(nsids), frozenset(photo_ids))
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path, None]) -> "Blocklist":
+        if path is None:
+            return cls()
+        with open(path, encoding="utf-8") as f:
+            return cls.from_lines(f)
+
+    def __contains__(self, photo: Photo) -> bool:
+        return photo.user_nsid in self.nsids or photo.photo_id in self.photo_ids
+
+    def __len__(self) -> int:
+        return len(self.nsids) + len(self.photo_ids)
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """The eligibility policy; call it on a photo to get None (eligible) or the reason it is not."""
+
+    licenses: frozenset[str] = field(default_factory=lambda: resolve_licenses(DEFAULT_LICENSES))
+    blocklist: Blocklist = field(default_factory=Blocklist)
+
+    def __call__(self, photo: Photo) -> Optional[SkipReason]:
+        if photo.is_video:
+            return SkipReason.VIDEO
+        if normalize_license_url(photo.license_url) not in self.licenses:
+            return SkipReason.LICENSE_NOT_ALLOWED
+        if any(map(is_opt_out_tag, photo.user_tags)) or any(map(is_opt_out_tag, photo.machine_tags)):
+            return SkipReason.OPTED_OUT
+        if photo in self.blocklist:
+            return SkipReason.BLOCKLISTED
+        return None

@@ -1,0 +1,155 @@
+"""The record types that flow through every stage, and the fixed set of reasons a photo or face is skipped."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: FDF keypoint order, torchvision's COCO order 0-6. "left" is the person's left.
+KEYPOINT_NAMES = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+)
+
+
+class SkipReason(str, enum.Enum):
+    """Why a metadata line, photo or face did not make it into the dataset.
+
+    A closed set, so summaries stay small and comparable between runs; the raw
+    message of a failure goes into ``Skip.detail`` instead.
+    """
+
+    # selection (metadata and eligibility)
+    MALFORMED = "malformed"
+    VIDEO = "video"
+    LICENSE_NOT_ALLOWED = "license_not_allowed"
+    OPTED_OUT = "opted_out"
+    BLOCKLISTED = "blocklisted"
+    # fetching
+    PHOTO_REMOVED = "photo_removed"
+    HTTP_NOT_FOUND = "http_404"
+    HTTP_CLIENT_ERROR = "http_4xx"
+    HTTP_SERVER_ERROR = "http_5xx"
+    HTTP_RATE_LIMITED = "http_429"
+    HTTP_TIMEOUT = "http_timeout"
+    CONNECTION_ERROR = "connection_error"
+    TOO_LARGE = "too_large"
+    DECODE_ERROR = "decode_error"
+    # detection and faces
+    NO_FACE = "no_face"
+    FACE_TOO_SMALL = "face_too_small"
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A per-sample failure returned (not raised) by a stage."""
+
+    reason: SkipReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """One YFCC100M metadata line, typed and with its URL-encoded text fields decoded.
+
+    ``line_number`` is YFCC100M's own line index (column 0 of the 25-column
+    release), which FDF stores as ``yfcc100m_line_idx``. Dates are kept as the
+    text the file has: some ``date_taken`` values are bogus (year 4501) and
+    must survive untouched. ``date_uploaded`` is epoch seconds as text.
+    """
+
+    line_number: int
+    photo_id: int
+    photo_hash: str
+    user_nsid: str
+    user_nickname: str
+    date_taken: str
+    date_uploaded: str
+    capture_device: str
+    title: str
+    description: str
+    user_tags: tuple[str, ...]
+    machine_tags: tuple[str, ...]
+    longitude: str
+    latitude: str
+    accuracy: str
+    page_url: str
+    download_url: str
+    license_name: str
+    license_url: str
+    server_id: str
+    farm_id: str
+    secret: str
+    original_secret: str
+    original_extension: str
+    marker: int
+
+    @property
+    def is_video(self) -> bool:
+        return self.marker == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A metadata line that could not be parsed; counted and reported, never fatal.
+
+    ``line_number`` is the 1-based line of the file, not YFCC's own index.
+    """
+
+    line_number: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the coordinates of the original photo.
+
+    ``box``: ``(4,) float32`` x0, y0, x1, y1 in original-photo pixels.
+    ``keypoints``: ``(7, 2) float32`` in original-photo pixels, in
+    :data:`KEYPOINT_NAMES` order; rows for keypoints no model found are NaN.
+    """
+
+    box: NDArray[np.float32]
+    score: float
+    keypoints: NDArray[np.float32]
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """A face cropped and resampled to the output size, with everything the writer needs.
+
+    ``image``: ``(size, size, 3) uint8`` RGB.
+    ``box`` and ``keypoints`` are in crop pixels (same layout as :class:`Face`);
+    ``face`` keeps the original-photo coordinates.
+    """
+
+    photo: Photo
+    face_index: int
+    face: Face
+    image: NDArray[np.uint8]
+    box: NDArray[np.float32]
+    keypoints: NDArray[np.float32]
+    photo_url: str
+    split: Optional[str] = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """A stable sort key: output order never depends on which thread finished first."""
+        return (self.photo.line_number, self.face_index)

@@ -1,0 +1,93 @@
+import pytest
+
+from fdf_build.filters import (
+    DEFAULT_LICENSES,
+    LICENSES,
+    Blocklist,
+    Eligibility,
+    is_opt_out_tag,
+    license_code,
+    resolve_licenses,
+)
+from fdf_build.records import SkipReason
+from fdf_build.synthetic import synthetic_photo
+
+
+@pytest.mark.parametrize("code", list(LICENSES))
+def test_default_policy_allows_exactly_the_derivative_licenses(code):
+    reason = Eligibility()(synthetic_photo(1, license=code))
+    if code in DEFAULT_LICENSES:
+        assert reason is None
+    else:
+        assert reason is SkipReason.LICENSE_NOT_ALLOWED
+        assert code.endswith("nd")
+
+
+def test_unknown_and_missing_license_refused():
+    assert Eligibility()(synthetic_photo(1, license_url="")) is SkipReason.LICENSE_NOT_ALLOWED
+    assert (
+        Eligibility()(synthetic_photo(1, license_url="http://creativecommons.org/licenses/by/4.0/"))
+        is SkipReason.LICENSE_NOT_ALLOWED
+    )
+
+
+def test_license_url_matching_ignores_scheme_www_case_and_slash():
+    assert license_code("https://www.CreativeCommons.org/licenses/by-sa/2.0") == "by-sa"
+    assert Eligibility()(synthetic_photo(1, license_url="https://creativecommons.org/licenses/by/2.0")) is None
+
+
+def test_licenses_can_narrow_and_widen():
+    narrow = Eligibility(licenses=resolve_licenses(["by"]))
+    assert narrow(synthetic_photo(1, license="by")) is None
+    assert narrow(synthetic_photo(1, license="by-nc")) is SkipReason.LICENSE_NOT_ALLOWED
+    wide = Eligibility(licenses=resolve_licenses(["by", "by-nd", "http://example.org/my-license/"]))
+    assert wide(synthetic_photo(1, license="by-nd")) is None
+    assert wide(synthetic_photo(1, license_url="http://example.org/my-license")) is None
+
+
+def test_resolve_licenses_rejects_nonsense():
+    with pytest.raises(ValueError, match="by-nc-sa"):
+        resolve_licenses(["cc0"])
+    with pytest.raises(ValueError, match="at least one"):
+        resolve_licenses(["", " "])
+
+
+@pytest.mark.parametrize(
+    "tag, opted_out",
+    [
+        ("no_cv", True),
+        ("NO_CV", True),
+        ("nocv", True),
+        ("no-cv", True),
+        ("no cv", True),
+        ("flickr:no_cv", True),
+        ("privacy:cv=no_cv", True),
+        ("novice", False),
+        ("cv", False),
+        ("no_cvs", False),
+        ("nocvid", False),
+    ],
+)
+def test_opt_out_tags(tag, opted_out):
+    assert is_opt_out_tag(tag) is opted_out
+
+
+def test_opt_out_in_user_or_machine_tags():
+    elig = Eligibility()
+    assert elig(synthetic_photo(1, user_tags=("beach", "No_CV"))) is SkipReason.OPTED_OUT
+    assert elig(synthetic_photo(1, machine_tags=("dc:no-cv=1",))) is SkipReason.OPTED_OUT
+
+
+def test_video_rejected_before_anything_else():
+    assert Eligibility()(synthetic_photo(1, marker=1, license="by-nd")) is SkipReason.VIDEO
+
+
+def test_blocklist_file(tmp_path):
+    path = tmp_path / "blocklist.txt"
+    path.write_text("# removal requests\n12345@N00  # asked 2026-01-02\n\n2000000007\n  99@N01\n")
+    bl = Blocklist.from_file(path)
+    assert bl.nsids == {"12345@N00", "99@N01"} and bl.photo_ids == {2000000007}
+    elig = Eligibility(blocklist=bl)
+    assert elig(synthetic_photo(1, nsid="12345@N00")) is SkipReason.BLOCKLISTED
+    assert elig(synthetic_photo(7)) is SkipReason.BLOCKLISTED
+    assert elig(synthetic_photo(8)) is None
