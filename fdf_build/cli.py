@@ -2,56 +2,127 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
 import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import metadata
-from .filters import DEFAULT_LICENSES, LICENSES, Blocklist, Eligibility, resolve_licenses
+from .config import DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, BuildConfig
+from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
 from .scan import scan as scan_metadata
 
 
 def eligibility_options(command):
-    """The filter options every command that selects photos shares; they become one ``eligibility`` argument."""
+    """The filter options every command that selects photos shares, validated at the boundary."""
 
-    @click.option(
+    def check_licenses(ctx, param, value: str) -> tuple[str, ...]:
+        codes = tuple(v.strip() for v in value.split(",") if v.strip())
+        try:
+            resolve_licenses(codes)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+        return codes
+
+    command = click.option(
         "--licenses",
         default=",".join(DEFAULT_LICENSES),
         show_default=True,
+        callback=check_licenses,
         help=f"Comma-separated licenses to accept: short codes ({', '.join(LICENSES)}) or license URLs.",
-    )
-    @click.option(
+    )(command)
+    return click.option(
         "--blocklist",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="File of owner NSIDs and photo ids to exclude, one a line, '#' comments.",
-    )
-    @functools.wraps(command)
-    def wrapper(*args, licenses, blocklist, **kwargs):
-        try:
-            allowed = resolve_licenses(licenses.split(","))
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--licenses") from None
-        eligibility = Eligibility(licenses=allowed, blocklist=Blocklist.from_file(blocklist))
-        return command(*args, eligibility=eligibility, **kwargs)
-
-    return wrapper
+    )(command)
 
 
-def bytes_bar(path, desc: str) -> tqdm:
-    return tqdm(
-        total=metadata.source_size(path), unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False
-    )
+def build_options(command):
+    """Options shared by ``build`` and ``demo``: how photos are fetched, detected, cropped and split."""
+    options = [
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Output directory; {train,val}/ land here, shards in OUT/.work/."),
+        click.option("--workers", type=click.IntRange(1, 512), default=16, show_default=True,
+                     help="Photos in flight at once (fetching threads)."),
+        click.option("--min-face", type=click.IntRange(1), default=64, show_default=True,
+                     help="Drop faces narrower or shorter than this many pixels in the original photo."),
+        click.option("--size", type=click.IntRange(8), default=256, show_default=True,
+                     help="Side of the output face crops in pixels."),
+        click.option("--expand", type=click.FloatRange(1.0), default=DEFAULT_EXPAND, show_default=True,
+                     help="Crop side = max(face width, height) x this."),
+        click.option("--val-fraction", type=click.FloatRange(0, 1), default=DEFAULT_VAL_FRACTION,
+                     show_default=True, help="Share of authors (by NSID hash) whose faces go to val/."),
+        click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True,
+                     help="Face detector backend."),
+        click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True,
+                     help="Keypoint model for ears and shoulders; 'none' keeps the detector's nose and eyes."),
+        click.option("--crawl-date", help="date_crawled to record (default: the day the build started)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
-def echo_counter(title: str, counts: dict) -> None:
-    click.echo(f"{title}:")
+class Bars:
+    """tqdm bars for the library's ``progress(stage, n)`` callback, created on first use."""
+
+    STYLE = {
+        "bytes": dict(desc="metadata", unit="B", unit_scale=True, unit_divisor=1024),
+        "photos": dict(desc="photos", unit="photo"),
+        "faces": dict(desc="faces kept", unit="face"),
+    }
+
+    def __init__(self, totals: Optional[dict] = None):
+        self.totals = totals or {}
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, n: int) -> None:
+        if stage not in self.bars:
+            style = self.STYLE.get(stage, dict(desc=stage))
+            self.bars[stage] = tqdm(total=self.totals.get(stage), position=len(self.bars), leave=False, **style)
+        self.bars[stage].update(n)
+
+    def __enter__(self):
+        self._redirect = logging_redirect_tqdm()
+        self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for bar in self.bars.values():
+            bar.close()
+        self._redirect.__exit__(*exc)
+
+
+def echo_counter(title: str, counts: dict, indent: str = "") -> None:
+    click.echo(f"{indent}{title}:")
     for key, n in counts.items():
-        click.echo(f"  {key or '(none)'}: {n:,}")
+        click.echo(f"{indent}  {key or '(none)'}: {n:,}")
+
+
+def echo_build_summary(summary: dict, out: Path) -> None:
+    sel, photos, faces = summary["selection"], summary["photos"], summary["faces"]
+    skipped = summary["skipped"]
+    click.echo(f"metadata: {sel['lines']:,} lines, {sel['malformed']:,} malformed, {sel['eligible']:,} eligible photos")
+    if sel["rejected"]:
+        echo_counter("not eligible", sel["rejected"], "  ")
+    click.echo(
+        f"photos: {photos.get('tried', 0):,} tried, {photos.get('fetched', 0):,} fetched, "
+        f"{skipped.get('photo_removed', 0):,} removed from Flickr, {skipped.get('no_face', 0):,} without faces"
+    )
+    failed = {k: v for k, v in skipped.items() if k not in ("photo_removed", "no_face", "face_too_small")}
+    if failed:
+        echo_counter("failed", failed, "  ")
+    click.echo(
+        f"faces: {faces.get('found', 0):,} found, {faces.get('too_small', 0):,} dropped as too small, "
+        f"{faces.get('kept', 0):,} kept: "
+        + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
+    )
+    click.echo(f"dataset: {out}/{{train,val}}/  (stats in {out}/stats.json)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FDF_BUILD"})
@@ -65,7 +136,7 @@ def cli(verbose: bool) -> None:
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
 @eligibility_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout instead of text.")
-def scan(file: str, eligibility: Eligibility, as_json: bool) -> None:
+def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_json: bool) -> None:
     """Count what a YFCC100M metadata FILE holds and which photos are eligible.
 
     FILE is the 25-column yfcc100m_dataset file (or the 23-column Webscope
@@ -77,8 +148,9 @@ def scan(file: str, eligibility: Eligibility, as_json: bool) -> None:
     """
     if file != "-" and not Path(file).is_file():
         raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
-    with logging_redirect_tqdm(), bytes_bar(file, "scan") as bar:
-        with metadata.open_metadata(file, on_bytes=bar.update) as lines:
+    eligibility = Eligibility.from_options(licenses, blocklist)
+    with Bars({"bytes": metadata.source_size(file)}) as bars:
+        with metadata.open_metadata(file, on_bytes=lambda n: bars("bytes", n)) as lines:
             summary = scan_metadata(metadata.read_photos(lines), eligibility)
     result = summary.to_dict()
     if as_json:
@@ -90,6 +162,113 @@ def scan(file: str, eligibility: Eligibility, as_json: bool) -> None:
         click.echo(f"  malformed line {example['line']}: {example['reason']}")
     echo_counter("licenses", result["licenses"])
     echo_counter("rejected", result["rejected"])
+
+
+@cli.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@build_options
+@eligibility_options
+@click.option("--limit", type=click.IntRange(0), help="Stop after this many eligible photos.")
+@click.option("--base-url", help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
+@click.option("--flickr-size", type=click.Choice(sorted(metadata.FLICKR_SIZES)),
+              help="Fetch this Flickr size (z 640, c 800, b 1024, o original) instead of YFCC's 500 px URL.")
+@click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Photos per shard; a completed shard is never redone when a build is re-run.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
+              help="Seconds to connect and between bytes of a photo.")
+@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+              help="Retries per photo on connection errors, timeouts, 5xx and 429.")
+@click.option("--per-host", type=click.IntRange(1), default=8, show_default=True,
+              help="Concurrent requests per host.")
+def build(file: str, **options) -> None:
+    """Build an FDF256-style dataset from a YFCC100M metadata FILE.
+
+    Streams eligible photos, fetches them, detects faces and 7 keypoints,
+    drops faces under --min-face px, crops each to --size px, splits by
+    author and writes OUT/{train,val}/. Re-running the same command resumes.
+
+    \b
+    Example:
+      fdf-build build yfcc100m_dataset.bz2 --out data/fdf_rebuild --limit 10000
+    """
+    if file != "-" and not Path(file).is_file():
+        raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
+    _run_and_report(lambda progress: _build(file, progress, options), options["out"])
+
+
+def _build(file, progress, options):
+    from .pipeline import run_build
+
+    config = BuildConfig(metadata=file, **options)
+    return run_build(config, progress)
+
+
+def _run_and_report(job, out: Path) -> None:
+    from .pipeline import BuildError
+
+    try:
+        with Bars() as bars:
+            summary = job(bars)
+    except (BuildError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    echo_build_summary(summary.to_dict(), out)
+
+
+@cli.command()
+@build_options
+def demo(out: Path, **options) -> None:
+    """Run the whole build offline on the bundled sample photos.
+
+    Serves the photos from a local server under Flickr-style URLs, writes a
+    matching YFCC-format file to OUT/demo_yfcc100m.tsv and builds OUT/.
+    """
+    from .demo import run_demo
+
+    _run_and_report(lambda progress: run_demo(out, progress=progress, **options)[0], out)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True)
+@click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
+def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: bool) -> None:
+    """Detect faces and the 7 FDF keypoints in local IMAGES (all faces, before the size filter).
+
+    Boxes and keypoints are in original pixels; keypoints are nose, left eye,
+    right eye, left ear, right ear, left shoulder, right shoulder (the person's
+    left), null where no model found them.
+    """
+    from .decode import decode_image
+    from .detect import make_detector
+    from .keypoints import make_keypoint_model
+    from .records import Skip
+    from .writer import detection_record
+
+    defaults = BuildConfig(metadata="-", out=Path("."))
+    face_detector = make_detector(detector, score_threshold=defaults.detector_threshold,
+                                  max_side=defaults.detect_max_side)
+    keypoint_model = make_keypoint_model(keypoints, visibility=defaults.keypoint_threshold)
+    failed = 0
+    for path in images:
+        image = decode_image(path.read_bytes())
+        if isinstance(image, Skip):
+            click.echo(f"{path}: {image.detail}", err=True)
+            failed += 1
+            continue
+        faces = face_detector(image)
+        if keypoint_model is not None:
+            faces = keypoint_model(image, faces)
+        record = detection_record(str(path), image, faces)
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            click.echo(f"{path}: {len(faces)} face(s) in {record['width']}x{record['height']}")
+            for f in record["faces"]:
+                found = sum(p is not None for p in f["keypoints"])
+                click.echo(f"  box {f['box']} score {f['score']:.3f}, {found}/7 keypoints")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(images)} image(s) could not be decoded")
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from .records import Photo, SkipReason
+from .records import Face, Photo, SkipReason
 
 #: The licenses YFCC100M photos carry, by short code -> canonical license URL.
 LICENSES = {
@@ -116,6 +116,11 @@ class Eligibility:
     licenses: frozenset[str] = field(default_factory=lambda: resolve_licenses(DEFAULT_LICENSES))
     blocklist: Blocklist = field(default_factory=Blocklist)
 
+    @classmethod
+    def from_options(cls, licenses: Iterable[str], blocklist: Union[str, Path, None]) -> "Eligibility":
+        """From license codes/URLs and a blocklist file path, as the CLI and BuildConfig hold them."""
+        return cls(licenses=resolve_licenses(licenses), blocklist=Blocklist.from_file(blocklist))
+
     def __call__(self, photo: Photo) -> Optional[SkipReason]:
         if photo.is_video:
             return SkipReason.VIDEO
@@ -126,3 +131,9 @@ class Eligibility:
         if photo in self.blocklist:
             return SkipReason.BLOCKLISTED
         return None
+
+
+def face_large_enough(face: Face, min_face: int) -> bool:
+    """FDF drops faces narrower or shorter than ``min_face`` px in the original photo: upsampling a
+    smaller face to 256 px would invent detail a generator then learns as if it were real."""
+    return face.width >= min_face and face.height >= min_face

@@ -116,11 +116,13 @@ class Face:
     ``box``: ``(4,) float32`` x0, y0, x1, y1 in original-photo pixels.
     ``keypoints``: ``(7, 2) float32`` in original-photo pixels, in
     :data:`KEYPOINT_NAMES` order; rows for keypoints no model found are NaN.
+    ``keypoint_model`` names the model the keypoints came from.
     """
 
     box: NDArray[np.float32]
     score: float
     keypoints: NDArray[np.float32]
+    keypoint_model: str = ""
 
     @property
     def width(self) -> float:

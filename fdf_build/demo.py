@@ -1,0 +1,70 @@
+"""The offline demo: bundled real photos served as if from Flickr, described by YFCC-format metadata, built end to end.
+
+``fdf-build demo --out DIR`` needs no network: it starts a loopback server
+that serves the bundled photos under Flickr-style paths (and one removed
+photo that redirects to the "photo unavailable" placeholder), writes a
+matching ``DIR/demo_yfcc100m.tsv`` (with a video, a NoDerivs photo and a
+``no_cv`` photo that the filters must drop), and runs the real build on it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+from .config import BuildConfig
+from .localserver import PLACEHOLDER_PATH, LocalServer, Redirect
+from .metadata import format_line
+from .pipeline import Progress, Summary, run_build
+from .records import Photo
+from .synthetic import synthetic_photo
+from .writer import atomic_write
+
+DEMO_LICENSES = ("by", "by-sa", "by-nc", "by-nc-sa")
+
+
+def demo_photos() -> dict[str, bytes]:
+    """The bundled photos, by file name."""
+    folder = resources.files("fdf_build") / "demo_data"
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".jpg")}
+
+
+def demo_metadata(photos: dict[str, bytes]) -> tuple[list[Photo], dict[str, object]]:
+    """YFCC records for the bundled photos plus the cases the filters and fetcher must handle, and the routes to serve."""
+    records, routes = [], {}
+    for i, (name, data) in enumerate(photos.items()):
+        stem = name.rsplit(".", 1)[0]
+        photo = synthetic_photo(
+            i,
+            license=DEMO_LICENSES[i % len(DEMO_LICENSES)],
+            nsid=f"{90_000_000 + i}@N0{i % 8}",
+            title=stem.replace("_", " "),
+            user_nickname=stem.split("_", 1)[0],
+        )
+        records.append(photo)
+        routes[urlsplit(photo.download_url).path] = data
+    n = len(records)
+    removed = synthetic_photo(n, title="a photo its owner deleted")
+    routes[urlsplit(removed.download_url).path] = Redirect(PLACEHOLDER_PATH)
+    routes[PLACEHOLDER_PATH] = next(iter(photos.values()))
+    records += [
+        removed,
+        synthetic_photo(n + 1, marker=1, title="a video"),
+        synthetic_photo(n + 2, license="by-nd", title="NoDerivs: not allowed"),
+        synthetic_photo(n + 3, user_tags=("portrait", "no_cv"), title="owner opted out"),
+    ]
+    return records, routes
+
+
+def run_demo(out: Path, *, progress: Optional[Progress] = None, **overrides) -> tuple[Summary, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records, routes = demo_metadata(demo_photos())
+    tsv = out / "demo_yfcc100m.tsv"
+    atomic_write(tsv, "".join(format_line(p) + "\n" for p in records))
+    with LocalServer(routes) as server:
+        config = BuildConfig(metadata=str(tsv), out=out, base_url=server.url, **overrides)
+        return run_build(config, progress), tsv
+

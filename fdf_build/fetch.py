@@ -1,0 +1,157 @@
+"""Fetching: download one photo's bytes from Flickr (or a mirror), politely and with every failure named.
+
+The only module that talks HTTP. A :class:`Fetcher` is handed its
+``requests.Session`` (pooled connections), retries connection errors,
+timeouts, 5xx and 429 with exponential backoff and jitter, honours
+``Retry-After``, caps concurrent requests per host, and returns either the
+body or a :class:`~fdf_build.records.Skip` saying why not.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .records import Skip, SkipReason
+
+log = logging.getLogger(__name__)
+
+#: Flickr answers a removed or private photo's static URL with a redirect to this image.
+PLACEHOLDER_MARKER = "photo_unavailable"
+USER_AGENT = "fdf_build/0.1 (+https://github.com/; face dataset rebuild from YFCC100M)"
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def make_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+class _Failed(Exception):
+    def __init__(self, reason: SkipReason, detail: str, retry_after: Optional[float] = None):
+        super().__init__(detail)
+        self.reason, self.detail, self.retry_after = reason, detail, retry_after
+
+
+@dataclass
+class Fetcher:
+    """Fetch URLs to bytes; call it from many threads at once.
+
+    ``timeout`` bounds connecting and each read; ``deadline`` bounds a whole
+    attempt, so a server that trickles bytes cannot hold a worker forever.
+    """
+
+    session: requests.Session
+    timeout: float = 20.0
+    deadline: float = 120.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_retry_after: float = 60.0
+    per_host: int = 8
+    max_bytes: int = 50 * 1024 * 1024
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self):
+        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    def _slot(self, url: str) -> threading.BoundedSemaphore:
+        host = urlsplit(url).netloc
+        with self._lock:
+            if host not in self._host_slots:
+                self._host_slots[host] = threading.BoundedSemaphore(self.per_host)
+            return self._host_slots[host]
+
+    def __call__(self, url: str) -> Union[bytes, Skip]:
+        failure: Optional[_Failed] = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                wait = self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+                if failure.retry_after is not None:
+                    if failure.retry_after > self.max_retry_after:
+                        break  # the host asks for a longer pause than we may wait: give up politely
+                    wait = max(wait, failure.retry_after)
+                self.sleep(wait)
+            try:
+                with self._slot(url):
+                    return self._attempt(url)
+            except _Failed as e:
+                failure = e
+            if failure.reason not in _RETRYABLE:
+                break
+        return Skip(failure.reason, failure.detail)
+
+    def _attempt(self, url: str) -> bytes:
+        started = time.monotonic()
+        try:
+            with self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=True) as response:
+                hops = [r.headers.get("Location", "") for r in response.history] + [response.url]
+                if any(PLACEHOLDER_MARKER in hop for hop in hops):
+                    raise _Failed(SkipReason.PHOTO_REMOVED, f"redirected to {hops[-1]}")
+                status = response.status_code
+                if status != 200:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+                    raise _Failed(_status_reason(status), f"HTTP {status}", retry_after)
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > self.max_bytes:
+                    raise _Failed(SkipReason.TOO_LARGE, f"Content-Length {length} > {self.max_bytes}")
+                chunks, size = [], 0
+                for chunk in response.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise _Failed(SkipReason.TOO_LARGE, f"body over {self.max_bytes} bytes")
+                    if time.monotonic() - started > self.deadline:
+                        raise _Failed(SkipReason.HTTP_TIMEOUT, f"no complete body after {self.deadline:.0f} s")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except requests.Timeout as e:
+            raise _Failed(SkipReason.HTTP_TIMEOUT, type(e).__name__) from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+            raise _Failed(SkipReason.CONNECTION_ERROR, type(e).__name__) from None
+        except requests.RequestException as e:
+            raise _Failed(SkipReason.CONNECTION_ERROR, f"{type(e).__name__}: {e}") from None
+
+
+def _status_reason(status: int) -> SkipReason:
+    if status == 404 or status == 410:
+        return SkipReason.HTTP_NOT_FOUND
+    if status == 429:
+        return SkipReason.HTTP_RATE_LIMITED
+    if status >= 500:
+        return SkipReason.HTTP_SERVER_ERROR
+    return SkipReason.HTTP_CLIENT_ERROR
+
+
+_RETRYABLE = {
+    SkipReason.HTTP_TIMEOUT,
+    SkipReason.CONNECTION_ERROR,
+    SkipReason.HTTP_SERVER_ERROR,
+    SkipReason.HTTP_RATE_LIMITED,
+}

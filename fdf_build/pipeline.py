@@ -1,0 +1,230 @@
+"""The pipeline: the one place that wires select -> fetch -> decode -> detect -> keypoints -> filter -> crop -> write.
+
+``run_build(config)`` streams eligible photos from the metadata, cuts them into
+shards of ``shard_size`` photos, processes each shard on a thread pool
+(fetching is I/O-bound; inference is bounded to one call per core), stages it,
+and finally merges all shards into the FDF layout. Completed shards are
+skipped on a re-run, so a killed build resumes where it stopped and ends with
+the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import json
+import logging
+import os
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from . import metadata
+from .config import BuildConfig
+from .decode import decode_image
+from .detect import FaceDetector, make_detector
+from .fetch import Fetcher, make_session
+from .filters import Eligibility, face_large_enough
+from .geometry import crop, square_around
+from .keypoints import KeypointModel, make_keypoint_model
+from .records import FaceCrop, Malformed, Photo, Skip, SkipReason
+from .scan import ScanSummary
+from .writer import ShardWriter, completed_stats, merge_shards, write_json
+
+log = logging.getLogger(__name__)
+
+#: ``progress(stage, n)``: called with ``("bytes", n)`` while reading metadata,
+#: ``("photos", 1)`` per processed photo and ``("faces", k)`` per kept face.
+Progress = Callable[[str, int], None]
+WORK_DIR = ".work"
+
+
+class BuildError(Exception):
+    """A user-facing problem that stops a build before it starts (the CLI prints it as one line)."""
+
+
+@dataclass
+class Summary:
+    selection: dict = field(default_factory=dict)
+    photos: Counter = field(default_factory=Counter)
+    faces: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    splits: Counter = field(default_factory=Counter)
+    shards: Counter = field(default_factory=Counter)
+
+    def add_shard(self, stats: dict) -> None:
+        for key in ("photos", "faces", "skipped"):
+            getattr(self, key).update(stats[key])
+
+    def to_dict(self) -> dict:
+        return {
+            "selection": self.selection,
+            "photos": dict(self.photos),
+            "faces": dict(self.faces),
+            "skipped": dict(self.skipped.most_common()),
+            "splits": dict(self.splits),
+            "shards": dict(self.shards),
+        }
+
+
+@dataclass
+class Stages:
+    """The configured per-photo stages, built once per build (models load here, not per photo)."""
+
+    fetcher: Fetcher
+    detector: FaceDetector
+    keypoints: Optional[KeypointModel]
+    config: BuildConfig
+    inference_slots: threading.Semaphore
+
+    @classmethod
+    def from_config(cls, config: BuildConfig) -> "Stages":
+        fetcher = Fetcher(
+            make_session(config.workers),
+            timeout=config.timeout,
+            retries=config.retries,
+            max_retry_after=config.max_retry_after,
+            per_host=config.per_host,
+            max_bytes=config.max_bytes,
+        )
+        detector = make_detector(
+            config.detector, score_threshold=config.detector_threshold, max_side=config.detect_max_side
+        )
+        keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold)
+        return cls(fetcher, detector, keypoints, config, threading.Semaphore(os.cpu_count() or 1))
+
+    def process(self, photo: Photo, writer: ShardWriter) -> Counter:
+        """Run one photo through every stage; staged faces go to ``writer``, the return value counts outcomes."""
+        c = self.config
+        url = metadata.photo_url(photo, size=c.flickr_size, base_url=c.base_url)
+        stats = Counter(tried=1)
+        data = self.fetcher(url)
+        if isinstance(data, Skip):
+            skip = data
+        else:
+            stats["fetched"] += 1
+            with self.inference_slots:
+                skip = self._analyse(photo, data, writer, stats)
+        if skip is None:
+            writer.add_photo(photo.line_number, photo.photo_id, url, "ok", faces=stats["kept"])
+        else:
+            stats[f"skip:{skip.reason.value}"] += 1
+            writer.add_photo(photo.line_number, photo.photo_id, url, skip.reason.value, skip.detail)
+        return stats
+
+    def _analyse(self, photo: Photo, data: bytes, writer: ShardWriter, stats: Counter) -> Optional[Skip]:
+        image = decode_image(data)
+        if isinstance(image, Skip):
+            return image
+        faces = self.detector(image)
+        if not faces:
+            return Skip(SkipReason.NO_FACE)
+        large = [f for f in faces if face_large_enough(f, self.config.min_face)]
+        stats.update(found=len(faces), too_small=len(faces) - len(large), kept=len(large))
+        if not large:
+            return Skip(SkipReason.FACE_TOO_SMALL, f"{len(faces)} face(s), all under {self.config.min_face} px")
+        if self.keypoints is not None:
+            large = self.keypoints(image, large)
+        canonical_url = metadata.photo_url(photo, size=self.config.flickr_size)
+        for index, face in enumerate(large):
+            t = square_around(face.box, expand=self.config.expand, out_size=self.config.size)
+            writer.add_face(
+                FaceCrop(
+                    photo=photo,
+                    face_index=index,
+                    face=face,
+                    image=crop(image, t),
+                    box=t.forward_box(face.box),
+                    keypoints=t.forward(face.keypoints),
+                    photo_url=canonical_url,
+                )
+            )
+        return None
+
+
+def select(config: BuildConfig, summary: ScanSummary, progress: Progress) -> Iterator[Photo]:
+    """Eligible photos in file order, at most ``config.limit``; ``summary`` counts everything read."""
+    eligibility = Eligibility.from_options(config.licenses, config.blocklist)
+    taken = 0
+    with metadata.open_metadata(config.metadata, on_bytes=lambda n: progress("bytes", n)) as lines:
+        for item in metadata.read_photos(lines):
+            if config.limit is not None and taken >= config.limit:
+                return
+            reason = None if isinstance(item, Malformed) else eligibility(item)
+            summary.add(item, reason)
+            if isinstance(item, Photo) and reason is None:
+                taken += 1
+                yield item
+
+
+def _prepare_work_dir(config: BuildConfig) -> tuple[Path, str]:
+    """Create or reopen ``OUT/.work``; refuse to mix shards of builds with different settings."""
+    work = Path(config.out) / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    state_path = work / "build.json"
+    fingerprint = config.fingerprint()
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        if state["fingerprint"] != fingerprint:
+            raise BuildError(
+                f"{config.out} holds a build made with other settings (see {state_path}); "
+                f"use a new --out, or delete {work} to start over"
+            )
+        crawl_date = config.crawl_date or state["crawl_date"]
+    else:
+        crawl_date = config.crawl_date or _dt.datetime.now(_dt.timezone.utc).date().isoformat()
+        write_json(state_path, {"fingerprint": fingerprint, "crawl_date": crawl_date, "config": config.to_json()})
+    return work, crawl_date
+
+
+def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
+    progress = progress or (lambda stage, n: None)
+    work, crawl_date = _prepare_work_dir(config)
+    stages = Stages.from_config(config)
+    summary = Summary()
+    scan_summary = ScanSummary()
+    shard_dirs = []
+    for number, photos in enumerate(_chunks(select(config, scan_summary, progress), config.shard_size)):
+        shard_dir = work / f"shard_{number:05d}"
+        shard_dirs.append(shard_dir)
+        stats = completed_stats(shard_dir)
+        if stats is not None:
+            summary.shards["resumed"] += 1
+            progress("photos", len(photos))
+        else:
+            stats = _run_shard(stages, photos, shard_dir, crawl_date, progress)
+            summary.shards["built"] += 1
+        summary.add_shard(stats)
+    summary.selection = scan_summary.to_dict()
+    summary.splits = merge_shards(shard_dirs, Path(config.out), val_fraction=config.val_fraction)
+    write_json(Path(config.out) / "stats.json", summary.to_dict())
+    return summary
+
+
+def _run_shard(stages: Stages, photos: list[Photo], shard_dir: Path, crawl_date: str, progress: Progress) -> dict:
+    writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date)
+    counts = Counter()
+    with ThreadPoolExecutor(stages.config.workers, thread_name_prefix="photo") as pool:
+        futures = [pool.submit(stages.process, photo, writer) for photo in photos]
+        for future in as_completed(futures):
+            result = future.result()
+            counts.update(result)
+            progress("photos", 1)
+            progress("faces", result.get("kept", 0))
+    photo_keys = ("tried", "fetched")
+    face_keys = ("found", "too_small", "kept")
+    stats = {
+        "photos": {k: counts[k] for k in photo_keys},
+        "faces": {k: counts[k] for k in face_keys},
+        "skipped": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("skip:")},
+    }
+    writer.close(stats)
+    return stats

@@ -1,0 +1,273 @@
+"""Writing: the only module that writes dataset files.
+
+A build writes in two steps:
+
+1. **Shards** (``OUT/.work/shard_NNNNN/``): each face crop as a PNG named by
+   YFCC line number and face index, a ``faces.jsonl`` of their metadata, a
+   ``photos.jsonl`` of every photo's outcome, and ``_stats.json`` written last,
+   which marks the shard complete. A killed build redoes only shards without it.
+2. **Merge**: faces of all shards, in (line number, face index) order, are
+   split by author and numbered from 0 into FDF256's layout
+   (``{train,val}/images/<n>.png``, ``landmarks.npy``, ``bounding_box.npy``,
+   ``fdf_metainfo.json``, ``attribution.csv``). Each split is assembled in a
+   temporary directory and swapped in, so readers see the old or the new split.
+
+Every file goes through :func:`atomic_write`: a temp file in the same
+directory, flushed and ``os.replace``-d, so no reader ever sees half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Union
+
+import cv2
+import numpy as np
+
+from .records import KEYPOINT_NAMES, FaceCrop
+from .split import SPLITS, split_of
+
+STATS_NAME = "_stats.json"
+CATEGORY = "face"
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private (0600/0700) entries; datasets are shared, so give
+# files and directories the modes open() and mkdir() would have given them.
+_UMASK = _current_umask()
+FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
+
+
+def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Union[str, Path], obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _points(points: np.ndarray, ndigits: int = 6) -> list:
+    return [None if np.isnan(p).any() else [round(float(p[0]), ndigits), round(float(p[1]), ndigits)] for p in points]
+
+
+def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
+    """Everything FDF's ``fdf_metainfo.json`` holds for one face, plus provenance.
+
+    Crop-frame values (``bounding_box``, ``landmark``) are fractions of the crop
+    side; ``original_*`` are pixels of the original photo. A keypoint outside the
+    crop is ``null`` in the crop frame but kept in ``original_landmark``; a
+    keypoint no model found is ``null`` in both and named in ``keypoints_missing``.
+    """
+    size = c.image.shape[0]
+    p = c.photo
+    in_crop = c.keypoints.copy()
+    outside = (in_crop < 0) | (in_crop > size)
+    in_crop[outside.any(axis=1)] = np.nan
+    missing = [n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any()]
+    return {
+        "author": p.user_nickname,
+        "bounding_box": [round(float(v) / size, 6) for v in c.box],
+        "category": CATEGORY,
+        "date_crawled": crawl_date,
+        "date_taken": p.date_taken,
+        "date_uploaded": p.date_uploaded,
+        "detector": detector,
+        "face_index": c.face_index,
+        "face_score": c.face.score,
+        "keypoint_model": c.face.keypoint_model,
+        "keypoints_missing": missing,
+        "landmark": _points(in_crop / size),
+        "license": p.license_name,
+        "license_url": p.license_url,
+        "original_bounding_box": [round(float(v), 2) for v in c.face.box],
+        "original_landmark": _points(c.face.keypoints, 2),
+        "page_url": p.page_url,
+        "photo_id": p.photo_id,
+        "photo_title": p.title,
+        "photo_url": c.photo_url,
+        "user_nsid": p.user_nsid,
+        "yfcc100m_line_idx": p.line_number,
+    }
+
+
+class ShardWriter:
+    """Stages one shard's faces and photo outcomes; :meth:`close` writes the completion marker last."""
+
+    def __init__(self, directory: Path, *, detector: str, crawl_date: str):
+        self.directory = Path(directory)
+        if self.directory.exists():
+            shutil.rmtree(self.directory)  # a partial shard from a killed run: redo it whole
+        (self.directory / "faces").mkdir(parents=True)
+        self.detector, self.crawl_date = detector, crawl_date
+        self._faces: list[dict] = []
+        self._photos: list[dict] = []
+        self._lock = threading.Lock()  # add_* are called from the pipeline's worker threads
+
+    def add_face(self, c: FaceCrop) -> None:
+        name = f"{c.photo.line_number}_{c.face_index}.png"
+        atomic_write(self.directory / "faces" / name, encode_png(c.image))
+        record = face_record(c, detector=self.detector, crawl_date=self.crawl_date)
+        record["_file"] = name
+        record["_box_px"] = [int(round(float(v))) for v in c.box]
+        with self._lock:
+            self._faces.append(record)
+
+    def add_photo(self, line_number: int, photo_id: int, url: str, status: str, detail: str = "", faces: int = 0):
+        row = {"line": line_number, "photo_id": photo_id, "url": url, "status": status, "detail": detail, "faces": faces}
+        with self._lock:
+            self._photos.append(row)
+
+    def close(self, stats: dict) -> None:
+        order = lambda r: (r["yfcc100m_line_idx"], r["face_index"])  # noqa: E731
+        faces = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in sorted(self._faces, key=order))
+        atomic_write(self.directory / "faces.jsonl", faces)
+        photos = sorted(self._photos, key=lambda r: r["line"])
+        atomic_write(self.directory / "photos.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in photos))
+        write_json(self.directory / STATS_NAME, stats)
+
+
+def completed_stats(directory: Path) -> Optional[dict]:
+    path = Path(directory) / STATS_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+ATTRIBUTION_FIELDS = ("photo_id", "author", "user_nsid", "title", "page_url", "photo_url", "license", "license_url")
+
+
+def _attribution_csv(faces: list[tuple[int, dict]]) -> str:
+    """One row per photo, as CC BY requires: who made it, its title, where it is, its license, and our images of it."""
+    rows: dict[int, dict] = {}
+    for n, r in faces:
+        row = rows.setdefault(
+            r["photo_id"],
+            {
+                "photo_id": r["photo_id"],
+                "author": r["author"],
+                "user_nsid": r["user_nsid"],
+                "title": r["photo_title"],
+                "page_url": r["page_url"],
+                "photo_url": r["photo_url"],
+                "license": r["license"],
+                "license_url": r["license_url"],
+                "images": [],
+            },
+        )
+        row["images"].append(str(n))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*ATTRIBUTION_FIELDS, "images"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows.values():
+        writer.writerow({**row, "images": " ".join(row["images"])})
+    return out.getvalue()
+
+
+def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float) -> Counter:
+    """Number every staged face into the FDF layout under ``out``; returns faces per split."""
+    out = Path(out)
+    per_split: dict[str, list[tuple[Path, dict]]] = {s: [] for s in SPLITS}
+    for shard in shard_dirs:
+        for record in read_jsonl(shard / "faces.jsonl"):
+            per_split[split_of(record["user_nsid"], val_fraction)].append((shard, record))
+    counts = Counter()
+    for split, items in per_split.items():
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{split}."))
+        staging.chmod(DIR_MODE)
+        (staging / "images").mkdir()
+        metainfo, numbered = {}, []
+        landmarks = np.zeros((len(items), len(KEYPOINT_NAMES), 2), dtype=np.float32)
+        boxes = np.zeros((len(items), 4), dtype=np.int64)
+        for n, (shard, record) in enumerate(items):
+            _link_or_copy(shard / "faces" / record.pop("_file"), staging / "images" / f"{n}.png")
+            boxes[n] = record.pop("_box_px")
+            landmarks[n] = [[np.nan, np.nan] if p is None else p for p in record["landmark"]]
+            metainfo[str(n)] = record
+            numbered.append((n, record))
+        _save_npy(staging / "landmarks.npy", landmarks)
+        _save_npy(staging / "bounding_box.npy", boxes)
+        atomic_write(staging / "fdf_metainfo.json", json.dumps(metainfo, ensure_ascii=False, sort_keys=True))
+        atomic_write(staging / "attribution.csv", _attribution_csv(numbered))
+        _swap_in(staging, out / split)
+        counts[split] = len(items)
+    return counts
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write(path, buf.getvalue())
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def detection_record(image_name: str, image: np.ndarray, faces: list) -> dict:
+    """``fdf-build detect --json``'s line for one image: all faces, original pixels, null for missing keypoints."""
+    return {
+        "image": image_name,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "faces": [
+            {
+                "box": [round(float(v), 2) for v in f.box],
+                "score": f.score,
+                "keypoints": _points(f.keypoints, 2),
+                "keypoint_model": f.keypoint_model,
+            }
+            for f in faces
+        ],
+    }

@@ -1,0 +1,41 @@
+import json
+import os
+from pathlib import Path
+
+import cv2
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FACES = REPO.parent / "shared" / "testdata" / "faces"
+DEMO_DATA = REPO / "fdf_build" / "demo_data"
+
+
+@pytest.fixture(scope="session")
+def shared_faces() -> Path:
+    """The shared real face photos with annotations (beside the repo, as CI has them)."""
+    if not (SHARED_FACES / "annotations.json").is_file():
+        pytest.skip(f"shared test photos not found at {SHARED_FACES}")
+    return SHARED_FACES
+
+
+@pytest.fixture(scope="session")
+def annotations(shared_faces) -> list[dict]:
+    return json.loads((shared_faces / "annotations.json").read_text())["images"]
+
+
+def load_rgb(path: os.PathLike):
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from fdf_build.detect import RetinaFaceDetector
+
+    return RetinaFaceDetector()
+
+
+@pytest.fixture(scope="session")
+def pose():
+    from fdf_build.keypoints import MediaPipePose
+
+    return MediaPipePose()

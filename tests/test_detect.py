@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from fdf_build.cli import cli
+from fdf_build.keypoints import nose_and_eyes_inside, person_region
+
+from .conftest import DEMO_DATA, load_rgb
+
+
+def iou(a, b) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def large(box, min_face=64) -> bool:
+    return box[2] - box[0] >= min_face and box[3] - box[1] >= min_face
+
+
+def test_detector_recall_and_precision_on_annotated_real_photos(annotations, shared_faces, detector):
+    """Faces >= 64 px: every annotated one found (IoU >= 0.4), and no large detection without an annotation."""
+    truth_total = found = detections = false = 0
+    for entry in annotations:
+        faces = detector(load_rgb(shared_faces / entry["file"]))
+        boxes = [f.box for f in faces]
+        truth = [f["box"] for f in entry["faces"] if not f.get("ignore") and large(f["box"])]
+        truth_total += len(truth)
+        found += sum(any(iou(t, b) >= 0.4 for b in boxes) for t in truth)
+        for b in boxes:
+            if large(b):
+                detections += 1
+                # any annotated face, small or ignored, counts as a true match for a large detection
+                false += not any(iou(f["box"], b) >= 0.4 for f in entry["faces"])
+    recall, precision = found / truth_total, 1 - false / detections
+    print(f"faces >= 64 px: recall {recall:.3f} ({found}/{truth_total}), precision {precision:.3f}")
+    assert truth_total >= 20
+    assert recall >= 0.95 and precision >= 0.95
+
+
+def test_no_face_in_a_cat(shared_faces, detector):
+    assert detector(load_rgb(shared_faces / "skimage_chelsea_noface.png")) == []
+
+
+def test_detector_nose_and_eyes_follow_the_persons_left(detector):
+    image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
+    (face,) = detector(image)
+    nose, left_eye, right_eye = face.keypoints[:3]
+    # a frontal face: the person's left eye is on the image's right
+    assert left_eye[0] > nose[0] > right_eye[0]
+    assert np.isnan(face.keypoints[3:]).all()  # ears and shoulders: not this model's to give
+    flipped = detector(np.ascontiguousarray(image[:, ::-1]))[0]
+    width = image.shape[1]
+    np.testing.assert_allclose(flipped.keypoints[1, 0], width - right_eye[0], atol=4)
+
+
+def test_pose_gives_all_seven_on_a_frontal_portrait(detector, pose):
+    image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
+    (face,) = pose(image, detector(image))
+    kp = face.keypoints
+    assert face.keypoint_model.startswith("mediapipe")
+    assert not np.isnan(kp[:5]).any()
+    assert nose_and_eyes_inside(kp, face.box)
+    # person's left ear and shoulder on the image's right, shoulders below the chin
+    assert kp[3, 0] > kp[0, 0] > kp[4, 0]
+    assert kp[1, 0] > kp[2, 0]
+    shoulders = kp[5:][~np.isnan(kp[5:, 0])]
+    assert len(shoulders) >= 1 and (shoulders[:, 1] > face.box[3]).all()
+
+
+def test_pose_on_a_crowd_never_assigns_a_neighbours_keypoints(shared_faces, detector, pose):
+    image = load_rgb(shared_faces / "pexels_baseball_team.jpg")
+    faces = pose(image, [f for f in detector(image) if large(f.box)])
+    assert len(faces) >= 3
+    matched = [f for f in faces if f.keypoint_model.startswith("mediapipe")]
+    assert matched, "the pose model should match at least one player"
+    for f in faces:
+        assert nose_and_eyes_inside(f.keypoints, f.box)
+        if not f.keypoint_model.startswith("mediapipe"):
+            assert np.isnan(f.keypoints[3:]).all()
+
+
+def test_matching_rule():
+    box = np.array([10, 10, 50, 50])
+    kp = np.full((7, 2), np.nan)
+    kp[:3] = [[30, 30], [40, 20], [20, 20]]
+    assert nose_and_eyes_inside(kp, box)
+    kp[1] = [55, 20]  # an eye outside the box: a neighbour
+    assert not nose_and_eyes_inside(kp, box)
+    kp[1] = [np.nan, np.nan]
+    assert not nose_and_eyes_inside(kp, box)
+
+
+def test_person_region_is_clipped():
+    assert person_region(np.array([10, 10, 50, 50]), (100, 200)) == (0, 0, 110, 100)
+
+
+def test_detect_cli_json(tmp_path):
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_text("<html>")
+    images = [DEMO_DATA / "whitehouse_obama_biden.jpg", DEMO_DATA / "skimage_chelsea_noface.jpg"]
+    result = CliRunner().invoke(cli, ["detect", "--json", *map(str, images)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["image"] for r in lines] == [str(p) for p in images]
+    assert len(lines[0]["faces"]) == 2 and lines[1]["faces"] == []
+    face = lines[0]["faces"][0]
+    assert len(face["box"]) == 4 and len(face["keypoints"]) == 7 and 0 < face["score"] <= 1
+    assert all(p is None or len(p) == 2 for p in face["keypoints"])
+    result = CliRunner().invoke(cli, ["detect", str(bad)])
+    assert result.exit_code == 1 and "1 of 1 image(s) could not be decoded" in result.output

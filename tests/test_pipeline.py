@@ -1,0 +1,190 @@
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fdf_build.cli import cli
+from fdf_build.config import BuildConfig
+from fdf_build.demo import demo_metadata, demo_photos
+from fdf_build.filters import face_large_enough
+from fdf_build.localserver import Fault, LocalServer
+from fdf_build.metadata import format_line
+from fdf_build.pipeline import BuildError, run_build
+from fdf_build.split import split_of
+from fdf_build.synthetic import synthetic_photo
+
+from .conftest import load_rgb, DEMO_DATA
+
+SPLIT_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Demo photos plus three that misbehave: a truncated JPEG, a 429 with Retry-After, a 500 then success."""
+    photos = demo_photos()
+    records, routes = demo_metadata(photos)
+    extra = {
+        "short": synthetic_photo(100, nsid="trunc@N00"),
+        "429": synthetic_photo(101, nsid="ratelimited@N00"),
+        # an author that the 0.3 validation share puts in val, so both splits get faces
+        "500": synthetic_photo(102, nsid=next(n for i in range(100) if split_of(n := f"flaky{i}@N00", 0.3) == "val")),
+    }
+    faults = {
+        "short": [Fault("short")],
+        "429": [Fault("status", 429, retry_after="1")],
+        "500": [Fault("status", 500)],
+    }
+    path_faults = {}
+    for key, photo in extra.items():
+        path = urlsplit(photo.download_url).path
+        routes[path] = photos["whitehouse_obama_biden.jpg"]
+        path_faults[path] = faults[key]
+    records += list(extra.values())
+    tsv = tmp_path_factory.mktemp("meta") / "yfcc.tsv"
+    tsv.write_text("".join(format_line(p) + "\n" for p in records))
+    return tsv, routes, path_faults, photos
+
+
+def build(world, out, **kw):
+    tsv, routes, faults, _ = world
+    with LocalServer(routes, {k: list(v) for k, v in faults.items()}, max_seconds=120) as server:
+        config = BuildConfig(
+            metadata=str(tsv), out=out, base_url=server.url, crawl_date="2026-01-01", val_fraction=0.3, **kw
+        )
+        return run_build(config)
+
+
+@pytest.fixture(scope="module")
+def built(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    return out, build(world, out, workers=4, shard_size=3)
+
+
+def expected_faces(photos, detector) -> int:
+    return sum(
+        face_large_enough(f, 64) for data in photos.values() for f in detector(load_rgb_bytes(data))
+    )
+
+
+def load_rgb_bytes(data: bytes):
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_summary_counts_every_outcome(built, world, detector):
+    out, summary = built
+    s = summary.to_dict()
+    photos = world[3]
+    obama_faces = 2
+    assert s["selection"]["rejected"] == {"video": 1, "license_not_allowed": 1, "opted_out": 1}
+    assert s["photos"] == {"tried": len(photos) + 1 + 3, "fetched": len(photos) + 3}
+    assert s["skipped"]["photo_removed"] == 1
+    assert s["skipped"]["decode_error"] == 1
+    assert s["skipped"]["no_face"] == 1
+    kept = expected_faces(photos, detector) + 2 * obama_faces  # the 429 and 500 photos recover
+    assert s["faces"]["kept"] == kept
+    assert sum(s["splits"].values()) == kept
+    assert json.loads((out / "stats.json").read_text()) == s
+
+
+def test_layout_shapes_and_keypoints_inside_crops(built):
+    out, summary = built
+    total = 0
+    for split in ("train", "val"):
+        d = out / split
+        meta = json.loads((d / "fdf_metainfo.json").read_text())
+        n = len(meta)
+        total += n
+        assert sorted(meta, key=int) == [str(i) for i in range(n)]
+        assert sorted(p.name for p in (d / "images").iterdir()) == sorted(f"{i}.png" for i in range(n))
+        landmarks, boxes = np.load(d / "landmarks.npy"), np.load(d / "bounding_box.npy")
+        assert landmarks.shape == (n, 7, 2) and landmarks.dtype == np.float32
+        assert boxes.shape == (n, 4) and np.issubdtype(boxes.dtype, np.integer)
+        for i in range(n):
+            m = meta[str(i)]
+            image = cv2.imread(str(d / "images" / f"{i}.png"))
+            assert image.shape == (256, 256, 3)
+            found = landmarks[i][~np.isnan(landmarks[i, :, 0])]
+            assert len(found) >= 3 and ((found >= 0) & (found <= 1)).all()
+            np.testing.assert_allclose(np.array(m["bounding_box"]) * 256, boxes[i], atol=0.51)
+            x0, y0, x1, y1 = m["original_bounding_box"]
+            assert x1 - x0 >= 64 and y1 - y0 >= 64
+            assert m["license_url"].startswith("http://creativecommons.org/licenses/")
+            assert m["photo_url"].startswith("http://farm") and "127.0.0.1" not in m["photo_url"]
+            assert set(m["keypoints_missing"]) == {
+                name for name, p in zip(
+                    ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder"),
+                    m["original_landmark"]) if p is None
+            }
+        with open(d / "attribution.csv") as f:
+            rows = f.read().splitlines()
+        assert rows[0].startswith("photo_id,author,") and len(rows) - 1 == len({m["photo_id"] for m in meta.values()})
+    assert total == summary.faces["kept"]
+    # no author in both splits
+    authors = [{m["user_nsid"] for m in json.loads((out / s / "fdf_metainfo.json").read_text()).values()}
+               for s in ("train", "val")]
+    assert authors[0] and authors[1] and not authors[0] & authors[1]
+
+
+def dataset_bytes(out: Path) -> dict:
+    files = {}
+    for split in ("train", "val"):
+        for name in SPLIT_FILES:
+            files[f"{split}/{name}"] = (out / split / name).read_bytes()
+        for p in (out / split / "images").iterdir():
+            files[f"{split}/images/{p.name}"] = p.read_bytes()
+    return files
+
+
+def test_same_input_gives_identical_output_whatever_the_parallelism(built, world, tmp_path):
+    out, _ = built
+    build(world, tmp_path / "again", workers=1, shard_size=100)
+    assert dataset_bytes(tmp_path / "again") == dataset_bytes(out)
+
+
+def test_resume_redoes_only_incomplete_shards(built, world, tmp_path):
+    out, _ = built
+    again = tmp_path / "resumed"
+    build(world, again, workers=4, shard_size=3)
+    shard = again / ".work" / "shard_00001"
+    (shard / "_stats.json").unlink()  # as if killed while writing this shard
+    next((shard / "faces").iterdir()).write_bytes(b"half a png")
+    summary = build(world, again, workers=2, shard_size=3)
+    assert summary.shards["built"] == 1 and summary.shards["resumed"] >= 3
+    assert dataset_bytes(again) == dataset_bytes(out)
+
+
+def test_resume_with_other_settings_is_refused(built, world):
+    out, _ = built
+    with pytest.raises(BuildError, match="other settings"):
+        build(world, out, workers=4, shard_size=3, min_face=32)
+
+
+def test_build_cli_limit_and_summary(world, tmp_path):
+    tsv, routes, _, _ = world
+    with LocalServer(routes, max_seconds=60) as server:
+        result = CliRunner().invoke(
+            cli,
+            ["build", str(tsv), "--out", str(tmp_path / "o"), "--base-url", server.url, "--limit", "2",
+             "--keypoints", "none"],
+        )
+    assert result.exit_code == 0, result.output
+    assert "photos: 2 tried, 2 fetched" in result.output
+    meta = json.loads((tmp_path / "o" / "train" / "fdf_metainfo.json").read_text())
+    assert meta and all(m["keypoints_missing"] == ["left_ear", "right_ear", "left_shoulder", "right_shoulder"]
+                        for m in meta.values())
+
+
+def test_demo_command_runs_offline(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "1 removed from Flickr" in result.output
+    assert (tmp_path / "demo" / "train" / "images" / "0.png").is_file()
+    assert (tmp_path / "demo" / "demo_yfcc100m.tsv").is_file()
+
+
+def test_demo_photos_are_the_bundled_ones():
+    assert set(demo_photos()) == {p.name for p in DEMO_DATA.glob("*.jpg")}
