@@ -45,6 +45,19 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
     return max(0.0, when.timestamp() - now)
 
 
+def retry_delay(attempt: int, retry_after: Optional[float], *, base: float, max_retry_after: float) -> Optional[float]:
+    """Seconds to wait before retry ``attempt`` (1-based), or None to give up.
+
+    Exponential backoff with jitter (so many workers do not retry in lockstep),
+    never shorter than the server's ``Retry-After``; a server asking for a longer
+    pause than ``max_retry_after`` is given up on rather than waited for.
+    """
+    if retry_after is not None and retry_after > max_retry_after:
+        return None
+    wait = base * 2 ** (attempt - 1) * (0.5 + random.random())
+    return wait if retry_after is None else max(wait, retry_after)
+
+
 def make_session(pool_size: int) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
@@ -93,18 +106,16 @@ class Fetcher:
         failure: Optional[_Failed] = None
         for attempt in range(self.retries + 1):
             if attempt:
-                wait = self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
-                if failure.retry_after is not None:
-                    if failure.retry_after > self.max_retry_after:
-                        break  # the host asks for a longer pause than we may wait: give up politely
-                    wait = max(wait, failure.retry_after)
+                wait = retry_delay(attempt, failure.retry_after, base=self.backoff, max_retry_after=self.max_retry_after)
+                if wait is None:
+                    break
                 self.sleep(wait)
             try:
                 with self._slot(url):
                     return self._attempt(url)
             except _Failed as e:
                 failure = e
-            if failure.reason not in _RETRYABLE:
+            if failure.reason not in RETRYABLE:
                 break
         return Skip(failure.reason, failure.detail)
 
@@ -118,7 +129,7 @@ class Fetcher:
                 status = response.status_code
                 if status != 200:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-                    raise _Failed(_status_reason(status), f"HTTP {status}", retry_after)
+                    raise _Failed(status_reason(status), f"HTTP {status}", retry_after)
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > self.max_bytes:
                     raise _Failed(SkipReason.TOO_LARGE, f"Content-Length {length} > {self.max_bytes}")
@@ -139,7 +150,7 @@ class Fetcher:
             raise _Failed(SkipReason.CONNECTION_ERROR, f"{type(e).__name__}: {e}") from None
 
 
-def _status_reason(status: int) -> SkipReason:
+def status_reason(status: int) -> SkipReason:
     if status == 404 or status == 410:
         return SkipReason.HTTP_NOT_FOUND
     if status == 429:
@@ -149,7 +160,7 @@ def _status_reason(status: int) -> SkipReason:
     return SkipReason.HTTP_CLIENT_ERROR
 
 
-_RETRYABLE = {
+RETRYABLE = {
     SkipReason.HTTP_TIMEOUT,
     SkipReason.CONNECTION_ERROR,
     SkipReason.HTTP_SERVER_ERROR,
