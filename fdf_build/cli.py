@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -71,21 +72,25 @@ def build_options(command):
 class Bars:
     """tqdm bars for the library's ``progress(stage, n)`` callback, created on first use."""
 
+    BYTES = dict(unit="B", unit_scale=True, unit_divisor=1024)
     STYLE = {
-        "bytes": dict(desc="metadata", unit="B", unit_scale=True, unit_divisor=1024),
+        "bytes": dict(desc="metadata", **BYTES),
         "photos": dict(desc="photos", unit="photo"),
         "faces": dict(desc="faces kept", unit="face"),
     }
 
-    def __init__(self, totals: Optional[dict] = None):
+    def __init__(self, totals: Optional[dict] = None, *, default: Optional[dict] = None):
         self.totals = totals or {}
+        self.default = default or {}
         self.bars: dict[str, tqdm] = {}
+        self._lock = threading.Lock()  # called from the library's worker threads
 
     def __call__(self, stage: str, n: int) -> None:
-        if stage not in self.bars:
-            style = self.STYLE.get(stage, dict(desc=stage))
-            self.bars[stage] = tqdm(total=self.totals.get(stage), position=len(self.bars), leave=False, **style)
-        self.bars[stage].update(n)
+        with self._lock:
+            if stage not in self.bars:
+                style = self.STYLE.get(stage, dict(desc=stage, **self.default))
+                self.bars[stage] = tqdm(total=self.totals.get(stage), position=len(self.bars), leave=False, **style)
+            self.bars[stage].update(n)
 
     def __enter__(self):
         self._redirect = logging_redirect_tqdm()
@@ -269,6 +274,108 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
                 click.echo(f"  box {f['box']} score {f['score']:.3f}, {found}/7 keypoints")
     if failed:
         raise click.ClickException(f"{failed} of {len(images)} image(s) could not be decoded")
+
+
+def echo_problems(problems: dict) -> int:
+    count = 0
+    for split, items in problems.items():
+        for problem in items:
+            click.echo(f"  {split}: {problem}", err=True)
+            count += 1
+    return count
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the zips and manifest.json (host it as a mirror).")
+def pack(dataset: Path, out: Path) -> None:
+    """Pack a DATASET in the FDF layout into FDF256's zips plus a manifest, for hosting a mirror.
+
+    \b
+    Example:
+      fdf-build pack data/fdf_rebuild --out mirror/
+      python download_fdf256.py data/copy --manifest mirror/manifest.json --base-url http://host/mirror
+    """
+    from .archive import pack as pack_dataset
+
+    try:
+        manifest = pack_dataset(dataset, out)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    for f in manifest["files"]:
+        click.echo(f"{f['name']}: {f['size']:,} bytes, md5 {f['md5']}")
+    click.echo(f"manifest: {out / 'manifest.json'}")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def verify(dataset: Path) -> None:
+    """Check that every split of DATASET is consistent: images, landmarks.npy, bounding_box.npy and metainfo agree."""
+    from .layout import verify_dataset
+
+    problems = verify_dataset(dataset)
+    if echo_problems(problems):
+        raise click.ClickException(f"{dataset} is not a consistent FDF dataset")
+    click.echo(f"{dataset}: OK ({', '.join(problems)})")
+
+
+def _split_commas(ctx, param, value):
+    return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("target", default="data/fdf256", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Manifest JSON (as fdf-build pack writes it) instead of the built-in FDF256 one.")
+@click.option("--base-url", help="Fetch every file as BASE_URL/<file name> (a mirror laid out like fdf-build pack).")
+@click.option("--mirror", "mirrors", multiple=True, help="Fallback copy, tried in order: MIRROR/<file name>.")
+@click.option("--licenses", callback=_split_commas,
+              help="Only these image archives, comma-separated (cc-by-2, cc-by-nc-2, cc-by-sa-2, cc-by-nc-sa-2).")
+@click.option("--workers", type=click.IntRange(1, 16), default=3, show_default=True, help="Files downloaded at once.")
+@click.option("--retries", type=click.IntRange(0), default=5, show_default=True,
+              help="Retries per source on connection errors, timeouts, 5xx and 429.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds to connect and between bytes.")
+@click.option("--keep-archives", is_flag=True, help="Keep the zips after extracting them.")
+@click.option("--verify-only", is_flag=True, help="Download nothing: check archives and the extracted layout.")
+@click.option("--dry-run", is_flag=True, help="Print what would be downloaded from where, and sizes.")
+def download_command(target: Path, manifest, base_url, mirrors, licenses, workers, retries, timeout,
+                     keep_archives, verify_only, dry_run) -> None:
+    """Download a published FDF256 copy into TARGET/{train,val}/ (default data/fdf256): verified, resumable."""
+    from .download import FileDownloader, download_dataset, load_manifest
+    from .fetch import make_session
+
+    try:
+        files = load_manifest(manifest)
+        sizes = {f.name: f.size for f in files}
+        with Bars(sizes, default=Bars.BYTES) as progress:
+            report = download_dataset(
+                target, manifest=files, base_url=base_url, mirrors=mirrors, licenses=licenses, workers=workers,
+                keep_archives=keep_archives, verify_only=verify_only, dry_run=dry_run, progress=progress,
+                downloader=FileDownloader(make_session(workers), timeout=timeout, retries=retries),
+            )
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    for f in report.files:
+        size = f" ({sizes[f.name]:,} bytes)" if sizes.get(f.name) else ""
+        click.echo(f"{f.name}{size}: {f.status}" + (f" - {f.detail}" if f.detail else ""))
+    bad_layout = echo_problems(report.layout_problems)
+    if report.failed or bad_layout:
+        names = ", ".join(f.name for f in report.failed)
+        raise click.ClickException(
+            (f"failed: {names}. " if names else "") + (f"{bad_layout} layout problem(s). " if bad_layout else "")
+            + "Nothing unverified was kept under a final name; re-run to resume."
+        )
+    if not dry_run:
+        click.echo(f"{target}: OK ({', '.join(report.layout_problems)})")
+
+
+cli.add_command(download_command, name="download")
+
+
+def download_main() -> None:
+    download_command(prog_name="download_fdf256.py")
 
 
 def main() -> None:

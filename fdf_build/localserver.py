@@ -33,7 +33,8 @@ class Fault:
     kinds: ``drop`` (close before answering), ``status`` (answer ``status``,
     with ``retry_after`` as a header if set), ``stall`` (sleep ``seconds``
     before answering), ``cut`` (announce the full length, send half, close),
-    ``short`` (a complete response whose body is the first half of the file).
+    ``short`` (a complete response whose body is the first half of the file),
+    ``pause`` (send half the body, sleep ``seconds``, send the rest).
     """
 
     kind: str
@@ -62,6 +63,7 @@ class LocalServer:
 
     def __post_init__(self):
         self.requests: list[tuple[str, float]] = []
+        self.range_headers: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
 
@@ -84,9 +86,10 @@ class LocalServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def _next_fault(self, path: str) -> Optional[Fault]:
+    def _next_fault(self, path: str, range_header: str = "") -> Optional[Fault]:
         with self._lock:
             self.requests.append((path, time.monotonic()))
+            self.range_headers.append((path, range_header))
             if len(self.requests) > self.max_requests:
                 return Fault("drop")
             queue = self.faults.get(path)
@@ -106,7 +109,7 @@ def _handler_for(server: LocalServer):
 
         def do_GET(self):  # noqa: N802
             path = self.path.split("?", 1)[0]
-            fault = server._next_fault(path)
+            fault = server._next_fault(path, self.headers.get("Range", ""))
             if server.latency:
                 time.sleep(server.latency)
             if fault is not None and fault.kind == "stall":
@@ -126,13 +129,17 @@ def _handler_for(server: LocalServer):
                 return self._send(body.status, b"", {"Location": body.location})
             if fault is not None and fault.kind == "short":
                 body = body[: len(body) // 2]
-            if fault is not None and fault.kind == "cut":
+            if fault is not None and fault.kind in ("cut", "pause"):
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
-                self.close_connection = True
+                if fault.kind == "pause":
+                    time.sleep(fault.seconds)
+                    self.wfile.write(body[len(body) // 2 :])
+                else:
+                    self.close_connection = True
                 return
             self._send_range_or_body(body)
 

@@ -96,7 +96,7 @@ def test_per_host_concurrency_cap():
     active, peak, lock = 0, 0, threading.Lock()
 
     class Counting(LocalServer):
-        def _next_fault(self, path):
+        def _next_fault(self, path, range_header=""):
             nonlocal active, peak
             with lock:
                 active += 1
@@ -104,7 +104,7 @@ def test_per_host_concurrency_cap():
             time.sleep(0.05)
             with lock:
                 active -= 1
-            return super()._next_fault(path)
+            return super()._next_fault(path, range_header)
 
     with Counting({"/1/1_a.jpg": PHOTO}, max_seconds=60) as s:
         f = fetcher(per_host=3)

@@ -1,0 +1,141 @@
+"""Archives: pack a dataset into FDF256's published zips, and extract such zips without trusting them.
+
+The published FDF256 is ``metainfo.zip`` (per split: ``fdf_metainfo.json``,
+``landmarks.npy``, ``bounding_box.npy``) plus one image zip per license
+(``cc-by-2.zip``, ...), all extracted into the same root. :func:`pack` writes
+that from any dataset in the FDF layout, with a manifest, so anyone can host a
+mirror. :func:`safe_extract` refuses absolute paths, ``..``, links and special
+files, and archives larger than the free disk, and moves files in only after
+the whole archive has been extracted to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Optional
+
+from .filters import license_code
+from .layout import load_metainfo, split_dirs
+from .writer import atomic_write
+
+METAINFO_ARCHIVE = "metainfo"
+#: Files of each split that travel in metainfo.zip.
+METAINFO_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv")
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so packing the same dataset twice gives the same bytes
+
+
+class UnsafeArchive(Exception):
+    """An archive that would write outside its target, or cannot fit; nothing of it has been moved in."""
+
+
+def archive_name(license_url: str) -> str:
+    """The image archive a face goes in: ``cc-by-nc-2`` for CC BY-NC 2.0, as FDF256 named them."""
+    code = license_code(license_url)
+    return f"cc-{code}-2" if code else "license-other"
+
+
+def md5_digest(path: Path, chunk: int = 1 << 20):
+    """An md5 object fed with the file in 1 MiB blocks (never the whole file in memory); it can be fed on."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest
+
+
+def md5_file(path: Path) -> str:
+    return md5_digest(path).hexdigest()
+
+
+def _write_zip(path: Path, members: list[tuple[str, Path]]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with zipfile.ZipFile(tmp, "w") as z:
+        for arcname, source in sorted(members):
+            info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            # PNGs are already compressed; deflating them again only costs time.
+            info.compress_type = zipfile.ZIP_STORED if arcname.endswith(".png") else zipfile.ZIP_DEFLATED
+            with open(source, "rb") as f, z.open(info, "w") as out:
+                shutil.copyfileobj(f, out, 1 << 20)
+    os.replace(tmp, path)
+
+
+def pack(dataset: Path, out: Path, *, base_name: str = "fdf256") -> dict:
+    """Write ``metainfo.zip``, one zip per license and ``manifest.json`` into ``out``; returns the manifest."""
+    dataset, out = Path(dataset), Path(out)
+    splits = split_dirs(dataset)
+    if not splits:
+        raise ValueError(f"{dataset} has no train/ or val/ with fdf_metainfo.json")
+    out.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[tuple[str, Path]]] = {METAINFO_ARCHIVE: []}
+    licenses: dict[str, str] = {}
+    for split, directory in splits:
+        for name in METAINFO_FILES:
+            if (directory / name).is_file():
+                groups[METAINFO_ARCHIVE].append((f"{split}/{name}", directory / name))
+        for key, face in load_metainfo(directory).items():
+            group = archive_name(face.get("license_url", ""))
+            licenses[group] = face.get("license_url", "")
+            groups.setdefault(group, []).append((f"{split}/images/{key}.png", directory / "images" / f"{key}.png"))
+    files = []
+    for group, members in groups.items():
+        path = out / f"{group}.zip"
+        _write_zip(path, members)
+        entry = {"name": path.name, "url": path.name, "md5": md5_file(path), "size": path.stat().st_size}
+        if group != METAINFO_ARCHIVE:
+            entry["license"] = group
+            entry["license_url"] = licenses[group]
+        files.append(entry)
+    manifest = {"name": base_name, "files": files}
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _check_member(info: zipfile.ZipInfo) -> Optional[str]:
+    name = info.filename
+    mode = info.external_attr >> 16
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return f"absolute path {name!r}"
+    if "\\" in name or ".." in PurePosixPath(name).parts:
+        return f"path leaving the target {name!r}"
+    if stat.S_ISLNK(mode):
+        return f"symbolic link {name!r}"
+    # no file-type bits at all (zips made on Windows) means a plain file
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return f"special file {name!r}"
+    return None
+
+
+def safe_extract(archive: Path, target: Path) -> int:
+    """Extract ``archive`` into ``target``; returns the number of files. Raises UnsafeArchive before writing anything."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive) as z:
+        infos = z.infolist()
+        for info in infos:
+            problem = _check_member(info)
+            if problem:
+                raise UnsafeArchive(f"{Path(archive).name}: {problem}")
+        needed = sum(i.file_size for i in infos)
+        free = shutil.disk_usage(target).free
+        if needed > free:
+            raise UnsafeArchive(f"{Path(archive).name}: needs {needed:,} bytes, {free:,} free in {target}")
+        staging = Path(tempfile.mkdtemp(dir=target, prefix=f".extract-{Path(archive).stem}-"))
+        try:
+            files = [i for i in infos if not i.is_dir()]
+            for info in files:
+                z.extract(info, staging)
+            for info in files:
+                final = target / info.filename
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / info.filename, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return len(files)

@@ -1,0 +1,274 @@
+"""Downloading a published FDF256 copy: verified, resumable, idempotent, safely extracted.
+
+Each file of a manifest is streamed to ``<name>.part`` with its md5 computed on
+the way, resumed with an HTTP ``Range`` request after an interruption (and
+restarted when the server ignores ``Range``), retried with backoff on
+connection errors, timeouts, 5xx and 429, and renamed to its final name only
+after size and md5 match. A verified archive is extracted safely
+(:func:`~fdf_build.archive.safe_extract`), and a marker in
+``TARGET/.fdf_download/`` records it, so a re-run downloads nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional
+
+import requests
+
+from .archive import UnsafeArchive, md5_digest, md5_file, safe_extract
+from .fetch import RETRYABLE, make_session, parse_retry_after, retry_delay, status_reason
+from .layout import verify_dataset
+from .records import SkipReason
+from .writer import write_json
+
+log = logging.getLogger(__name__)
+
+#: ``progress(file_name, n_bytes)`` per chunk written; ``progress(file_name, -n)`` when a restart discards n bytes.
+Progress = Callable[[str, int], None]
+STATE_DIR = ".fdf_download"
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    name: str
+    url: str
+    md5: str
+    size: Optional[int] = None
+    license: Optional[str] = None
+    license_url: Optional[str] = None
+
+
+def load_manifest(path: Optional[Path] = None) -> list[ManifestFile]:
+    """The packaged FDF256 manifest, or a ``manifest.json`` as ``fdf-build pack`` writes it."""
+    if path is None:
+        text = (resources.files("fdf_build") / "manifests" / "fdf256.json").read_text()
+    else:
+        text = Path(path).read_text()
+    try:
+        data = json.loads(text)
+        files = [ManifestFile(**{k: v for k, v in f.items() if k in ManifestFile.__dataclass_fields__})
+                 for f in data["files"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path or 'built-in manifest'}: not a manifest ({e})") from None
+    for f in files:
+        if Path(f.name).name != f.name or f.name.startswith("."):
+            raise ValueError(f"manifest file name {f.name!r} must be a plain file name")
+    return files
+
+
+class DownloadFailed(Exception):
+    def __init__(self, reason: str, detail: str, retry_after: Optional[float] = None, retryable: bool = False):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.retry_after, self.retryable = reason, detail, retry_after, retryable
+
+
+@dataclass
+class FileDownloader:
+    """Streams one URL to a verified file; safe to share between threads."""
+
+    session: requests.Session
+    timeout: float = 30.0
+    retries: int = 5
+    backoff: float = 1.0
+    max_retry_after: float = 300.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def download(self, urls: list[str], dest: Path, *, md5: str, size: Optional[int], progress: Progress) -> str:
+        """Fetch ``dest`` from the first of ``urls`` that delivers the right bytes; returns the URL used."""
+        failures = []
+        for url in urls:
+            try:
+                self._with_retries(url, dest, md5=md5, size=size, progress=progress)
+                return url
+            except DownloadFailed as e:
+                failures.append(f"{url}: {e}")
+                log.warning("%s from %s failed: %s", dest.name, url, e)
+        raise DownloadFailed("all sources failed", "; ".join(failures))
+
+    def _with_retries(self, url, dest, *, md5, size, progress) -> None:
+        failure = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                wait = retry_delay(attempt, failure.retry_after, base=self.backoff, max_retry_after=self.max_retry_after)
+                if wait is None:
+                    break
+                self.sleep(wait)
+            try:
+                return self._attempt(url, dest, md5=md5, size=size, progress=progress)
+            except DownloadFailed as e:
+                failure = e
+                if not e.retryable:
+                    break
+        raise failure
+
+    def _attempt(self, url, dest: Path, *, md5, size, progress) -> None:
+        part = dest.with_name(dest.name + ".part")
+        offset = part.stat().st_size if part.exists() else 0
+        if size is not None and offset > size:
+            part.unlink()
+            progress(dest.name, -offset)
+            offset = 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            with self.session.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+                if r.status_code == 416 and offset:
+                    pass  # nothing left to send: the part may already be whole; verify below
+                elif r.status_code in (200, 206):
+                    start = _range_start(r) if r.status_code == 206 else 0
+                    if start != offset:  # the server ignored Range (or answered another one): start over
+                        progress(dest.name, -offset)
+                        offset = 0
+                    digest = md5_digest(part) if offset else hashlib.md5(usedforsecurity=False)
+                    with open(part, "ab" if offset else "wb") as f:
+                        for chunk in r.iter_content(1 << 16):
+                            f.write(chunk)
+                            digest.update(chunk)
+                            progress(dest.name, len(chunk))
+                    return self._finish(part, dest, digest.hexdigest(), md5=md5, size=size)
+                else:
+                    reason = status_reason(r.status_code)
+                    raise DownloadFailed(
+                        f"HTTP {r.status_code}", url, parse_retry_after(r.headers.get("Retry-After"), time.time()),
+                        retryable=reason in RETRYABLE,
+                    )
+        except requests.Timeout as e:
+            raise DownloadFailed(SkipReason.HTTP_TIMEOUT.value, type(e).__name__, retryable=True) from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+            raise DownloadFailed(SkipReason.CONNECTION_ERROR.value, type(e).__name__, retryable=True) from None
+        return self._finish(part, dest, md5_file(part), md5=md5, size=size)
+
+    @staticmethod
+    def _finish(part: Path, dest: Path, got_md5: str, *, md5: str, size: Optional[int]) -> None:
+        got_size = part.stat().st_size
+        if size is not None and got_size < size:
+            raise DownloadFailed("incomplete", f"{got_size:,} of {size:,} bytes", retryable=True)
+        if (size is not None and got_size != size) or got_md5 != md5:
+            part.unlink()  # a wrong file must not be resumed from, or kept under any name
+            raise DownloadFailed("md5 mismatch", f"got {got_md5} ({got_size:,} bytes), expected {md5}")
+        part.replace(dest)
+
+
+def _range_start(response: requests.Response) -> int:
+    value = response.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return -1
+
+
+def sources(f: ManifestFile, *, base_url: Optional[str], mirrors: tuple[str, ...]) -> list[str]:
+    """Where to fetch ``f`` from, in order: ``--base-url``'s copy (or the manifest's URL, a relative one
+    resolved against ``--base-url``), then each ``--mirror``'s copy."""
+    absolute = f.url.startswith(("http://", "https://"))
+    if base_url:
+        first = base_url.rstrip("/") + "/" + (f.name if absolute else f.url.lstrip("/"))
+    elif absolute:
+        first = f.url
+    else:
+        raise ValueError(f"{f.name}: the manifest gives a relative URL; pass --base-url")
+    return [first] + [m.rstrip("/") + "/" + f.name for m in mirrors]
+
+
+@dataclass
+class FileOutcome:
+    name: str
+    status: str  # "downloaded", "verified", "extracted-before", "planned", "failed"
+    detail: str = ""
+
+
+@dataclass
+class DownloadReport:
+    files: list[FileOutcome] = field(default_factory=list)
+    layout_problems: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not any(self.layout_problems.values())
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "failed"]
+
+
+def select_files(manifest: list[ManifestFile], licenses: Optional[tuple[str, ...]]) -> list[ManifestFile]:
+    """Metainfo always; image archives only for ``licenses`` (archive names like ``cc-by-2``) when given."""
+    if licenses is None:
+        return list(manifest)
+    known = {f.license for f in manifest if f.license}
+    unknown = set(licenses) - known
+    if unknown:
+        raise ValueError(f"unknown license archive(s) {sorted(unknown)}; this manifest has {sorted(known)}")
+    return [f for f in manifest if f.license is None or f.license in licenses]
+
+
+def download_dataset(
+    target: Path,
+    *,
+    manifest: list[ManifestFile],
+    base_url: Optional[str] = None,
+    mirrors: tuple[str, ...] = (),
+    licenses: Optional[tuple[str, ...]] = None,
+    workers: int = 4,
+    keep_archives: bool = False,
+    verify_only: bool = False,
+    dry_run: bool = False,
+    downloader: Optional[FileDownloader] = None,
+    progress: Optional[Progress] = None,
+) -> DownloadReport:
+    target = Path(target)
+    progress = progress or (lambda name, n: None)
+    files = select_files(manifest, licenses)
+    for f in files:
+        sources(f, base_url=base_url, mirrors=mirrors)  # fail on a relative URL before any work
+    state = target / STATE_DIR
+    report = DownloadReport()
+    if not dry_run:
+        state.mkdir(parents=True, exist_ok=True)
+    downloader = downloader or FileDownloader(make_session(workers))
+
+    def one(f: ManifestFile) -> FileOutcome:
+        marker = state / f"{f.name}.json"
+        archive = target / f.name
+        if marker.is_file() and json.loads(marker.read_text()).get("md5") == f.md5:
+            return FileOutcome(f.name, "extracted-before")
+        if dry_run or verify_only:
+            have = archive.is_file() and md5_file(archive) == f.md5
+            status = "verified" if have else ("planned" if dry_run else "failed")
+            detail = "" if have else ", ".join(sources(f, base_url=base_url, mirrors=mirrors))
+            if verify_only and not have:
+                detail = "not downloaded" if not archive.exists() else "md5 mismatch"
+            return FileOutcome(f.name, status, detail)
+        try:
+            if archive.is_file() and md5_file(archive) == f.md5:
+                status, detail = "verified", "already downloaded"
+            else:
+                archive.unlink(missing_ok=True)
+                used = downloader.download(
+                    sources(f, base_url=base_url, mirrors=mirrors), archive, md5=f.md5, size=f.size, progress=progress
+                )
+                status, detail = "downloaded", used
+            count = safe_extract(archive, target)
+        except DownloadFailed as e:
+            return FileOutcome(f.name, "failed", str(e))
+        except (UnsafeArchive, zipfile.BadZipFile, OSError) as e:
+            return FileOutcome(f.name, "failed", f"{type(e).__name__}: {e}")
+        write_json(marker, {"md5": f.md5, "files": count})
+        if not keep_archives:
+            archive.unlink()
+        return FileOutcome(f.name, status, detail)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        report.files = list(pool.map(one, files))
+    if not dry_run and not report.failed:
+        wanted = None if licenses is None else [f.license_url for f in files if f.license_url]
+        report.layout_problems = verify_dataset(target, wanted)
+    return report

@@ -1,0 +1,87 @@
+"""Reading and checking the FDF256 layout: ``ROOT/{train,val}/{images/<n>.png, landmarks.npy,
+bounding_box.npy, fdf_metainfo.json}``, whether published or written by this project."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from .filters import normalize_license_url
+from .split import SPLITS
+
+METAINFO = "fdf_metainfo.json"
+_IMAGE_NAME = re.compile(r"^(\d+)\.png$")
+
+
+def split_dirs(root: Path) -> list[tuple[str, Path]]:
+    """The splits under ``root`` that have a metainfo file, in FDF order (train, val)."""
+    root = Path(root)
+    return [(s, root / s) for s in SPLITS if (root / s / METAINFO).is_file()]
+
+
+def load_metainfo(split_dir: Path) -> dict:
+    with open(Path(split_dir) / METAINFO, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def image_numbers(split_dir: Path) -> set[int]:
+    folder = Path(split_dir) / "images"
+    if not folder.is_dir():
+        return set()
+    return {int(m.group(1)) for p in folder.iterdir() if (m := _IMAGE_NAME.match(p.name))}
+
+
+def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) -> list[str]:
+    """Problems with one split (empty when consistent).
+
+    Every face numbered 0..N-1 in the metainfo must have a row in
+    ``landmarks.npy`` (N, 7, 2) and ``bounding_box.npy`` (N, 4), and an image,
+    unless ``license_urls`` is given, in which case only faces under those
+    licenses must have one (a partial download of some license archives).
+    """
+    split_dir = Path(split_dir)
+    problems = []
+    try:
+        meta = load_metainfo(split_dir)
+    except (OSError, ValueError) as e:
+        return [f"{split_dir / METAINFO}: cannot be read ({e})"]
+    n = len(meta)
+    if sorted(meta, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(n)]:
+        problems.append(f"{split_dir / METAINFO}: keys are not 0..{n - 1}")
+    for name, shape in (("landmarks.npy", (n, 7, 2)), ("bounding_box.npy", (n, 4))):
+        path = split_dir / name
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        try:
+            found = np.load(path, mmap_mode="r").shape
+        except (OSError, ValueError) as e:
+            problems.append(f"{path}: cannot be read ({e})")
+            continue
+        if found != shape:
+            problems.append(f"{path}: shape {found}, expected {shape}")
+    wanted = None if license_urls is None else {normalize_license_url(u) for u in license_urls}
+    expected = {
+        int(k) for k, m in meta.items()
+        if k.isdigit() and (wanted is None or normalize_license_url(m.get("license_url", "")) in wanted)
+    }
+    images = image_numbers(split_dir)
+    missing, extra = expected - images, images - {int(k) for k in meta if k.isdigit()}
+    if missing:
+        problems.append(f"{split_dir / 'images'}: {len(missing)} image(s) missing, e.g. {sorted(missing)[:5]}")
+    if extra:
+        problems.append(f"{split_dir / 'images'}: {len(extra)} image(s) not in the metainfo, e.g. {sorted(extra)[:5]}")
+    return problems
+
+
+def verify_dataset(root: Path, license_urls: Optional[Iterable[str]] = None) -> dict[str, list[str]]:
+    """Problems per split; a root without any split is a problem of its own."""
+    splits = split_dirs(root)
+    if not splits:
+        return {"(root)": [f"{root}: no train/ or val/ with {METAINFO}"]}
+    license_urls = None if license_urls is None else list(license_urls)
+    return {split: verify_split(path, license_urls) for split, path in splits}

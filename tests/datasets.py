@@ -1,0 +1,35 @@
+"""Small FDF datasets written by the project's own writer, from a real photo, for download/privacy tests."""
+
+from pathlib import Path
+
+import numpy as np
+
+from fdf_build.geometry import crop, square_around
+from fdf_build.records import Face, FaceCrop
+from fdf_build.synthetic import synthetic_photo
+from fdf_build.writer import ShardWriter, merge_shards
+
+from .conftest import DEMO_DATA, load_rgb
+
+LICENSE_CYCLE = ("by", "by-nc", "by-sa", "by-nc-sa")
+# the face in codait_luciano.jpg (400 x 400), with its nose and eyes
+BOX = np.array([136, 46, 265, 220], dtype=np.float32)
+KEYPOINTS = np.array([[198, 145], [225, 118], [166, 121]] + [[np.nan, np.nan]] * 4, dtype=np.float32)
+
+
+def make_dataset(root: Path, owners: list[str], *, val_fraction: float = 0.3) -> Path:
+    """One photo per entry of ``owners`` (an NSID; repeat it for several photos), 1-2 faces each."""
+    image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
+    work = Path(root) / ".work" / "shard_00000"
+    writer = ShardWriter(work, detector="test", crawl_date="2026-01-01")
+    for i, nsid in enumerate(owners):
+        photo = synthetic_photo(i, nsid=nsid, license=LICENSE_CYCLE[i % 4], title=f"photo {i} of {nsid}")
+        for k in range(1 + i % 2):
+            box = BOX + k * 5
+            face = Face(box=box, score=0.99, keypoints=KEYPOINTS + k * 5, keypoint_model="test")
+            t = square_around(box, expand=2.0, out_size=256)
+            writer.add_face(FaceCrop(photo, k, face, crop(image, t), t.forward_box(box), t.forward(face.keypoints),
+                                     photo.download_url))
+    writer.close({})
+    merge_shards([work], Path(root), val_fraction=val_fraction)
+    return Path(root)
