@@ -207,33 +207,51 @@ def _attribution_csv(faces: list[tuple[int, dict]]) -> str:
     return out.getvalue()
 
 
+def write_split(directory: Path, faces: list[tuple[Path, dict, np.ndarray, np.ndarray]]) -> None:
+    """Write one split into the new, empty ``directory``: faces numbered 0..N-1 in the given order.
+
+    Each face is (source PNG, metainfo record, (7, 2) landmarks in [0, 1] with NaN
+    for missing, (4,) box in crop pixels). Images are hard-linked where possible,
+    so renumbering costs no disk space.
+    """
+    directory = Path(directory)
+    (directory / "images").mkdir(parents=True)
+    metainfo, numbered = {}, []
+    landmarks = np.zeros((len(faces), len(KEYPOINT_NAMES), 2), dtype=np.float32)
+    boxes = np.zeros((len(faces), 4), dtype=np.int64)
+    for n, (source, record, face_landmarks, box) in enumerate(faces):
+        _link_or_copy(source, directory / "images" / f"{n}.png")
+        landmarks[n], boxes[n] = face_landmarks, box
+        metainfo[str(n)] = record
+        numbered.append((n, record))
+    _save_npy(directory / "landmarks.npy", landmarks)
+    _save_npy(directory / "bounding_box.npy", boxes)
+    atomic_write(directory / "fdf_metainfo.json", json.dumps(metainfo, ensure_ascii=False, sort_keys=True))
+    atomic_write(directory / "attribution.csv", _attribution_csv(numbered))
+
+
+def new_staging_dir(parent: Path, prefix: str) -> Path:
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    staging.chmod(DIR_MODE)
+    return staging
+
+
 def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float) -> Counter:
     """Number every staged face into the FDF layout under ``out``; returns faces per split."""
     out = Path(out)
-    per_split: dict[str, list[tuple[Path, dict]]] = {s: [] for s in SPLITS}
+    per_split: dict[str, list] = {s: [] for s in SPLITS}
     for shard in shard_dirs:
         for record in read_jsonl(shard / "faces.jsonl"):
-            per_split[split_of(record["user_nsid"], val_fraction)].append((shard, record))
+            source, box = shard / "faces" / record.pop("_file"), record.pop("_box_px")
+            landmarks = [[np.nan, np.nan] if p is None else p for p in record["landmark"]]
+            per_split[split_of(record["user_nsid"], val_fraction)].append((source, record, landmarks, box))
     counts = Counter()
-    for split, items in per_split.items():
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{split}."))
-        staging.chmod(DIR_MODE)
-        (staging / "images").mkdir()
-        metainfo, numbered = {}, []
-        landmarks = np.zeros((len(items), len(KEYPOINT_NAMES), 2), dtype=np.float32)
-        boxes = np.zeros((len(items), 4), dtype=np.int64)
-        for n, (shard, record) in enumerate(items):
-            _link_or_copy(shard / "faces" / record.pop("_file"), staging / "images" / f"{n}.png")
-            boxes[n] = record.pop("_box_px")
-            landmarks[n] = [[np.nan, np.nan] if p is None else p for p in record["landmark"]]
-            metainfo[str(n)] = record
-            numbered.append((n, record))
-        _save_npy(staging / "landmarks.npy", landmarks)
-        _save_npy(staging / "bounding_box.npy", boxes)
-        atomic_write(staging / "fdf_metainfo.json", json.dumps(metainfo, ensure_ascii=False, sort_keys=True))
-        atomic_write(staging / "attribution.csv", _attribution_csv(numbered))
-        _swap_in(staging, out / split)
-        counts[split] = len(items)
+    for split, faces in per_split.items():
+        staging = new_staging_dir(out, f".{split}.")
+        write_split(staging / "split", faces)
+        swap_in(staging / "split", out / split)
+        staging.rmdir()
+        counts[split] = len(faces)
     return counts
 
 
@@ -243,7 +261,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def _swap_in(staging: Path, final: Path) -> None:
+def swap_in(staging: Path, final: Path) -> None:
+    """Replace directory ``final`` by ``staging``: two renames, so readers see the old or the new one."""
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old")
