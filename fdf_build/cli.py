@@ -374,6 +374,150 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
 cli.add_command(download_command, name="download")
 
 
+class InputError(click.ClickException):
+    """Bad input for the privacy commands: one clear line and exit status 2."""
+
+    exit_code = 2
+
+
+def _read_ids(nsid_file: Optional[Path]) -> list[str]:
+    if nsid_file is None:
+        return []
+    from .filters import Blocklist
+
+    return sorted(Blocklist.from_file(nsid_file).nsids)
+
+
+def _query(user_nsid, nsid_file, photo_id, photo_url) -> tuple[list[str], list[int]]:
+    from .privacy import photo_id_from_url
+
+    nsids = [*user_nsid, *_read_ids(nsid_file)]
+    photo_ids = list(photo_id)
+    for url in photo_url:
+        found = photo_id_from_url(url)
+        if found is None:
+            raise InputError(f"--photo-url {url!r}: no Flickr photo id in it")
+        photo_ids.append(found)
+    if not nsids and not photo_ids:
+        raise InputError("give at least one of --user_nsid, --nsid-file, --photo-id, --photo-url")
+    return nsids, photo_ids
+
+
+def query_options(command):
+    for option in reversed([
+        click.option("--user_nsid", "--user-nsid", "user_nsid", multiple=True,
+                     help="Flickr user NSID (e.g. 12345678@N00); repeatable."),
+        click.option("--nsid-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="File of NSIDs, one a line ('#' comments)."),
+        click.option("--photo-id", type=int, multiple=True, help="Flickr photo id; repeatable."),
+        click.option("--photo-url", multiple=True,
+                     help="Any Flickr URL of a photo: page, static image of any size, or flic.kr link; repeatable."),
+    ]):
+        command = option(command)
+    return command
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("path", type=click.Path(path_type=Path))
+@query_options
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as one JSON list.")
+def search_command(path: Path, user_nsid, nsid_file, photo_id, photo_url, as_json: bool) -> None:
+    """Find every face of a Flickr user (or photo) in a dataset.
+
+    PATH is a split's fdf_metainfo.json, a split directory or a dataset root
+    (all splits are searched). Exit status: 0 found, 1 not found, 2 bad input.
+
+    \b
+    Example:
+      python search_username.py data/fdf256/train/fdf_metainfo.json --user_nsid=12345678@N00
+    """
+    from .privacy import BadInput, search
+
+    nsids, photo_ids = _query(user_nsid, nsid_file, photo_id, photo_url)
+    try:
+        matches = search(path, nsids=nsids, photo_ids=photo_ids)
+    except BadInput as e:
+        raise InputError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps([m.to_dict() for m in matches], ensure_ascii=False))
+    else:
+        for m in matches:
+            d = m.to_dict()
+            click.echo(f"{d['split']}/images/{d['image']}.png  {d['photo_url']}  {d['photo_title']!r}  {d['license']}")
+        click.echo(f"{len(matches)} face(s) found", err=True)
+    if not matches:
+        raise SystemExit(1)
+
+
+cli.add_command(search_command, name="search")
+
+
+def search_main() -> None:
+    search_command(prog_name="search_username.py")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@query_options
+@click.option("--dry-run", is_flag=True, help="List what would be removed; change nothing.")
+@click.option("--reason", default="removal request", show_default=True, help="Recorded in removed.jsonl.")
+def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, dry_run: bool, reason: str) -> None:
+    """Remove every face of the given users or photos from all splits of DATASET.
+
+    Renumbers each split (old -> new numbers in <split>/renumbering.json),
+    atomically across splits, appends what went to DATASET/removed.jsonl and
+    the NSIDs / photo ids to DATASET/blocklist.txt; pass that file to
+    `fdf-build build --blocklist` so they never come back.
+    """
+    from .privacy import BadInput, plan_removal, remove_faces
+
+    nsids, photo_ids = _query(user_nsid, nsid_file, photo_id, photo_url)
+    try:
+        plan = plan_removal(dataset, nsids=nsids, photo_ids=photo_ids)
+    except BadInput as e:
+        raise InputError(str(e)) from None
+    for split, numbers in plan.drop.items():
+        for n in numbers:
+            e = plan.entries[split][n]
+            click.echo(f"{'would remove' if dry_run else 'removing'} {split}/images/{n}.png  {e.get('photo_url')}")
+    if dry_run:
+        click.echo(f"{plan.count} face(s) would be removed")
+        return
+    remove_faces(plan, reason=reason)
+    click.echo(f"{plan.count} face(s) removed; ledger {dataset / 'removed.jsonl'}, blocklist {dataset / 'blocklist.txt'}")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--base-url", help="Check photos at this mirror or server instead of Flickr (keeps the path).")
+@click.option("--rate", type=click.FloatRange(0.01), default=5.0, show_default=True, help="Requests per second.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--apply", is_flag=True, help="Remove the faces of photos that are gone.")
+def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, apply: bool) -> None:
+    """Re-check every photo of DATASET on Flickr; list (or --apply: remove) faces whose photo is gone.
+
+    A photo is gone when Flickr redirects it to its "photo unavailable"
+    placeholder (removed or private) or answers 404/410/403. Timeouts and 5xx
+    are listed as unknown and never removed.
+    """
+    from .fetch import Fetcher, make_session
+    from .privacy import audit as audit_dataset
+    from .privacy import plan_removal, remove_faces
+
+    fetcher = Fetcher(make_session(workers), per_host=workers, retries=2)
+    with Bars() as bars:
+        report = audit_dataset(dataset, fetcher, base_url=base_url, rate=rate, workers=workers, progress=bars)
+    for photo_id, why in sorted(report["gone"].items()):
+        click.echo(f"gone: photo {photo_id} ({why})")
+    for photo_id, why in sorted(report["unknown"].items()):
+        click.echo(f"unknown: photo {photo_id} ({why})")
+    click.echo(f"{report['checked']} photo(s) checked, {len(report['gone'])} gone, {len(report['unknown'])} unknown")
+    if apply and report["gone"]:
+        plan = plan_removal(dataset, photo_ids=report["gone"])
+        remove_faces(plan, reason="photo no longer on Flickr (audit)")
+        click.echo(f"{plan.count} face(s) removed")
+
+
 def download_main() -> None:
     download_command(prog_name="download_fdf256.py")
 

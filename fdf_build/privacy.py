@@ -1,0 +1,389 @@
+"""Privacy: let Flickr users find their photos in a dataset, take them out, and keep them out.
+
+* :class:`MetainfoIndex` answers "which faces are of this user / photo?" without
+  parsing a 186 MB ``fdf_metainfo.json``: an index beside it maps NSIDs and
+  photo ids to the byte ranges of their entries, and only those are parsed.
+  The index records the metainfo's size, mtime and inode and is rebuilt when
+  any differs, and every entry it returns is checked against the query, so a
+  stale index can never give a wrong answer.
+* :func:`remove_faces` removes faces from every split at once, atomically
+  across splits (a journal makes a crash roll forward to the new dataset; a
+  crash before the journal leaves the old one), renumbers, and records what
+  went in ``removed.jsonl`` and the dataset's ``blocklist.txt``.
+* :func:`audit` re-checks each photo's URL and finds faces whose photo has
+  been removed or made private on Flickr.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .layout import METAINFO, load_metainfo, split_dirs
+from .records import Skip, SkipReason
+from .writer import atomic_write, new_staging_dir, swap_in, write_json, write_split
+
+INDEX_SUFFIX = ".index"
+INDEX_VERSION = 1
+LEDGER = "removed.jsonl"
+BLOCKLIST = "blocklist.txt"
+JOURNAL = ".remove-journal.json"
+
+_BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+_STATIC = re.compile(r"/(\d+)_[0-9a-f]+(?:_[a-z0-9]+)?\.[a-z]+$", re.I)
+_PAGE = re.compile(r"/photos/[^/]+/(\d+)(?:/|$)")
+
+
+class BadInput(Exception):
+    """Input that cannot be searched or changed (missing file, malformed JSON): one clear line for the user."""
+
+
+def photo_id_from_url(url: str) -> Optional[int]:
+    """The photo id in any Flickr URL of a photo: page URL, static URL of any size, or flic.kr short link."""
+    parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
+    host, path = parts.netloc.lower(), parts.path
+    if host.endswith("flic.kr"):
+        m = re.match(r"/p/([1-9a-zA-HJ-NP-Z]+)", path)
+        if not m:
+            return None
+        number = 0
+        for ch in m.group(1):
+            number = number * 58 + _BASE58.index(ch)
+        return number
+    m = _PAGE.search(path) if "flickr.com" in host and "staticflickr" not in host else _STATIC.search(path)
+    return int(m.group(1)) if m else None
+
+
+def entry_photo_id(entry: dict) -> Optional[int]:
+    """FDF256's own metainfo may lack ``photo_id``; its photo URL still names the photo."""
+    if entry.get("photo_id") is not None:
+        return int(entry["photo_id"])
+    return photo_id_from_url(entry.get("photo_url", "")) if entry.get("photo_url") else None
+
+
+def _stamp(path: Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _top_level_spans(raw: bytes) -> Iterable[tuple[str, int, int]]:
+    """(key, start, end) byte spans of each top-level value of a JSON object.
+
+    Decoding as latin-1 maps every byte to one character, so character offsets
+    are byte offsets even where the file holds UTF-8 text (JSON's syntax is ASCII).
+    """
+    text = raw.decode("latin-1")
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[ \t\n\r]*")
+    pos = ws.match(text, 0).end()
+    if text[pos : pos + 1] != "{":
+        raise ValueError("not a JSON object")
+    pos = ws.match(text, pos + 1).end()
+    if text[pos : pos + 1] == "}":
+        return
+    while True:
+        key, pos = decoder.raw_decode(text, pos)
+        pos = ws.match(text, pos).end()
+        if text[pos : pos + 1] != ":":
+            raise ValueError(f"expected ':' at byte {pos}")
+        start = ws.match(text, pos + 1).end()
+        _, end = decoder.raw_decode(text, start)
+        yield key, start, end
+        pos = ws.match(text, end).end()
+        if text[pos : pos + 1] == "}":
+            return
+        if text[pos : pos + 1] != ",":
+            raise ValueError(f"expected ',' at byte {pos}")
+        pos = ws.match(text, pos + 1).end()
+
+
+@dataclass
+class MetainfoIndex:
+    metainfo: Path
+    keys: list
+    spans: list
+    by_nsid: dict
+    by_photo: dict
+
+    @classmethod
+    def open(cls, metainfo: Path, *, write: bool = True) -> "MetainfoIndex":
+        """Load the index beside ``metainfo``, or (re)build it when missing or stale."""
+        metainfo = Path(metainfo)
+        if not metainfo.is_file():
+            raise BadInput(f"{metainfo}: no such file")
+        path = metainfo.with_name(metainfo.name + INDEX_SUFFIX)
+        stamp = _stamp(metainfo)
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") == INDEX_VERSION and data.get("metainfo") == stamp:
+                return cls(metainfo, data["keys"], data["spans"], data["nsid"], data["photo_id"])
+        except (OSError, ValueError, KeyError):
+            pass
+        index = cls.build(metainfo)
+        if write and _stamp(metainfo) == stamp:
+            try:
+                atomic_write(path, json.dumps({
+                    "version": INDEX_VERSION, "metainfo": stamp, "keys": index.keys, "spans": index.spans,
+                    "nsid": index.by_nsid, "photo_id": index.by_photo,
+                }))
+            except OSError:
+                pass  # a read-only copy: answer from the in-memory index
+        return index
+
+    @classmethod
+    def build(cls, metainfo: Path) -> "MetainfoIndex":
+        raw = Path(metainfo).read_bytes()
+        keys, spans, by_nsid, by_photo = [], [], {}, {}
+        try:
+            for position, (key, start, end) in enumerate(_top_level_spans(raw)):
+                entry = json.loads(raw[start:end])
+                keys.append(key)
+                spans.append([start, end])
+                if entry.get("user_nsid"):
+                    by_nsid.setdefault(entry["user_nsid"], []).append(position)
+                photo_id = entry_photo_id(entry)
+                if photo_id is not None:
+                    by_photo.setdefault(str(photo_id), []).append(position)
+        except (ValueError, AttributeError) as e:
+            raise BadInput(f"{metainfo}: not a valid fdf_metainfo.json ({e})") from None
+        return cls(Path(metainfo), keys, spans, by_nsid, by_photo)
+
+    def lookup(self, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[tuple[str, dict]]:
+        """(image number, entry) of every face of these owners or photos, in file order."""
+        nsids, photo_ids = set(nsids), {int(p) for p in photo_ids}
+        positions = set()
+        for n in nsids:
+            positions.update(self.by_nsid.get(n, ()))
+        for p in photo_ids:
+            positions.update(self.by_photo.get(str(p), ()))
+        out = []
+        with open(self.metainfo, "rb") as f:
+            for position in sorted(positions):
+                start, end = self.spans[position]
+                f.seek(start)
+                entry = json.loads(f.read(end - start))
+                if entry.get("user_nsid") not in nsids and entry_photo_id(entry) not in photo_ids:
+                    raise BadInput(f"{self.metainfo} changed while it was read; run again")
+                out.append((self.keys[position], entry))
+        return out
+
+
+def metainfo_files(path: Path) -> list[tuple[str, Path]]:
+    """(split, metainfo path) for a metainfo file, a split directory or a dataset root."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such file or directory")
+    if path.is_file():
+        split = path.parent.name or "."
+        return [(split, path)]
+    if (path / METAINFO).is_file():
+        return [(path.name, path / METAINFO)]
+    found = [(split, d / METAINFO) for split, d in split_dirs(path)]
+    if not found:
+        raise BadInput(f"{path}: no fdf_metainfo.json here, nor train/ or val/ with one")
+    return found
+
+
+@dataclass(frozen=True)
+class Match:
+    split: str
+    image: str
+    entry: dict
+
+    def to_dict(self) -> dict:
+        e = self.entry
+        return {
+            "split": self.split, "image": int(self.image) if self.image.isdigit() else self.image,
+            "user_nsid": e.get("user_nsid"), "photo_id": entry_photo_id(e), "photo_url": e.get("photo_url"),
+            "photo_title": e.get("photo_title"), "license": e.get("license"), "license_url": e.get("license_url"),
+        }
+
+
+def search(path: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[Match]:
+    nsids, photo_ids = list(nsids), list(photo_ids)
+    matches = []
+    for split, metainfo in metainfo_files(path):
+        index = MetainfoIndex.open(metainfo)
+        matches += [Match(split, key, entry) for key, entry in index.lookup(nsids=nsids, photo_ids=photo_ids)]
+    return matches
+
+
+# ---------------------------------------------------------------- removal
+
+
+@dataclass
+class RemovalPlan:
+    dataset: Path
+    drop: dict  # split -> sorted list of old image numbers to remove
+    entries: dict  # split -> {old number: entry} of the removed faces
+    nsids: tuple = ()  # what was asked for: these go on the dataset's blocklist
+    photo_ids: tuple = ()
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.drop.values())
+
+
+def plan_removal(dataset: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> RemovalPlan:
+    dataset = Path(dataset)
+    recover(dataset)
+    drop, entries = {}, {}
+    for match in search(dataset, nsids=nsids, photo_ids=photo_ids):
+        drop.setdefault(match.split, []).append(int(match.image))
+        entries.setdefault(match.split, {})[int(match.image)] = match.entry
+    return RemovalPlan(dataset, {k: sorted(v) for k, v in drop.items()}, entries,
+                       tuple(sorted(set(nsids))), tuple(sorted({int(p) for p in photo_ids})))
+
+
+def _swap_split(dataset: Path, staging: Path, split: str) -> None:
+    """One split's swap; a separate function so tests can inject a crash between splits."""
+    if (staging / split).exists():
+        swap_in(staging / split, dataset / split)
+
+
+def remove_faces(plan: RemovalPlan, *, reason: str = "removal request") -> dict:
+    """Apply ``plan``; returns {split: {old: new or None}}, also written to ``renumbering.json`` per split."""
+    dataset = plan.dataset
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    blocked = [*plan.nsids, *map(str, plan.photo_ids)]
+    if not plan.count:
+        # nothing to take out now, but the request must still keep these out of every later build
+        if blocked:
+            _append_blocklist(dataset, blocked, f"blocked {now} ({reason}); no faces were in the dataset")
+        return {}
+    staging = new_staging_dir(dataset, ".remove-staging-")
+    mappings = {}
+    for split, directory in split_dirs(dataset):
+        gone = set(plan.drop.get(split, ()))
+        if not gone:
+            continue
+        meta = load_metainfo(directory)
+        landmarks = np.load(directory / "landmarks.npy")
+        boxes = np.load(directory / "bounding_box.npy")
+        keep = [i for i in range(len(meta)) if i not in gone]
+        write_split(staging / split, [
+            (directory / "images" / f"{i}.png", meta[str(i)], landmarks[i], boxes[i]) for i in keep
+        ])
+        mapping = {str(i): None for i in gone}
+        mapping.update({str(old): new for new, old in enumerate(keep)})
+        mappings[split] = mapping
+        write_json(staging / split / "renumbering.json", dict(sorted(mapping.items(), key=lambda kv: int(kv[0]))))
+    removal_id = uuid.uuid4().hex
+    ledger = [
+        {"removal": removal_id, "date": now, "reason": reason, "split": split, "old_image": old,
+         "new_image": None, "user_nsid": e.get("user_nsid"), "photo_id": entry_photo_id(e),
+         "photo_url": e.get("photo_url")}
+        for split, faces in plan.entries.items() for old, e in sorted(faces.items())
+    ]
+    # the commit point: once the journal exists, recovery finishes the removal
+    write_json(dataset / JOURNAL, {
+        "removal": removal_id, "staging": staging.name, "ledger": ledger, "date": now, "reason": reason,
+        "blocklist": blocked,
+    })
+    _roll_forward(dataset)
+    return mappings
+
+
+def recover(dataset: Path) -> Optional[str]:
+    """Finish a removal a crash interrupted, or discard one that had not reached its commit point."""
+    dataset = Path(dataset)
+    if (dataset / JOURNAL).is_file():
+        return _roll_forward(dataset)
+    for leftover in dataset.glob(".remove-staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return None
+
+
+def _append_blocklist(dataset: Path, entries: list[str], comment: str) -> None:
+    with open(dataset / BLOCKLIST, "a", encoding="utf-8") as f:
+        f.write(f"# {comment}\n" + "".join(f"{entry}\n" for entry in entries))
+
+
+def _roll_forward(dataset: Path) -> str:
+    journal = json.loads((dataset / JOURNAL).read_text())
+    staging = dataset / journal["staging"]
+    for split in ("train", "val"):
+        _swap_split(dataset, staging, split)
+    ledger_path = dataset / LEDGER
+    done = ledger_path.is_file() and f'"removal": "{journal["removal"]}"' in ledger_path.read_text()
+    if not done:
+        # blocklist first, ledger last: the ledger line marks this removal recorded, and a
+        # crash in between only repeats blocklist lines, which is harmless
+        _append_blocklist(dataset, journal["blocklist"], f"removed {journal['date']} ({journal['reason']})")
+        with open(ledger_path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in journal["ledger"]))
+            f.flush()
+            os.fsync(f.fileno())
+    shutil.rmtree(staging, ignore_errors=True)
+    (dataset / JOURNAL).unlink()
+    return journal["removal"]
+
+
+# ---------------------------------------------------------------- audit
+
+
+class RateLimiter:
+    """At most ``rate`` calls a second across threads (evenly spaced, no bursts)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
+        self.interval, self.clock, self.sleep = 1.0 / rate, clock, sleep
+        self._next = clock()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
+
+
+GONE = {SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND, SkipReason.HTTP_CLIENT_ERROR}
+
+
+def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float = 5.0, workers: int = 4,
+          progress: Optional[Callable[[str, int], None]] = None) -> dict:
+    """Check every photo of the dataset once: {"gone": {photo_id: reason}, "unknown": {...}, "checked": n}.
+
+    ``gone`` are photos Flickr no longer serves (removed or private: the placeholder
+    redirect, 404/410/403); ``unknown`` failed for reasons that may pass (timeouts, 5xx)
+    and are not treated as removed.
+    """
+    progress = progress or (lambda stage, n: None)
+    urls = {}
+    for _, directory in split_dirs(dataset):
+        for entry in load_metainfo(directory).values():
+            photo_id = entry_photo_id(entry)
+            if photo_id is not None and entry.get("photo_url"):
+                urls.setdefault(photo_id, entry["photo_url"])
+    limiter = RateLimiter(rate)
+
+    def check(item):
+        photo_id, url = item
+        if base_url:
+            url = base_url.rstrip("/") + urlsplit(url).path
+        limiter.wait()
+        result = fetcher(url)
+        progress("photos", 1)
+        return photo_id, result
+
+    gone, unknown = {}, {}
+    with ThreadPoolExecutor(workers) as pool:
+        for photo_id, result in pool.map(check, sorted(urls.items())):
+            if isinstance(result, Skip):
+                (gone if result.reason in GONE else unknown)[photo_id] = result.reason.value
+    return {"checked": len(urls), "gone": gone, "unknown": unknown}
