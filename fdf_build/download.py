@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import requests
 
 from .archive import UnsafeArchive, md5_digest, md5_file, safe_extract
-from .fetch import RETRYABLE, make_session, parse_retry_after, retry_delay, status_reason
+from .fetch import RETRYABLE, AttemptFailed, make_session, parse_retry_after, status_reason, with_retries
 from .layout import verify_dataset
 from .records import SkipReason
 from .writer import write_json
@@ -65,10 +65,10 @@ def load_manifest(path: Optional[Path] = None) -> list[ManifestFile]:
     return files
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(AttemptFailed):
     def __init__(self, reason: str, detail: str, retry_after: Optional[float] = None, retryable: bool = False):
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail, self.retry_after, self.retryable = reason, detail, retry_after, retryable
+        super().__init__(f"{reason}: {detail}", retryable=retryable, retry_after=retry_after)
+        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -87,28 +87,14 @@ class FileDownloader:
         failures = []
         for url in urls:
             try:
-                self._with_retries(url, dest, md5=md5, size=size, progress=progress)
+                with_retries(lambda: self._attempt(url, dest, md5=md5, size=size, progress=progress),
+                             retries=self.retries, backoff=self.backoff, max_retry_after=self.max_retry_after,
+                             sleep=self.sleep)
                 return url
             except DownloadFailed as e:
                 failures.append(f"{url}: {e}")
                 log.warning("%s from %s failed: %s", dest.name, url, e)
         raise DownloadFailed("all sources failed", "; ".join(failures))
-
-    def _with_retries(self, url, dest, *, md5, size, progress) -> None:
-        failure = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                wait = retry_delay(attempt, failure.retry_after, base=self.backoff, max_retry_after=self.max_retry_after)
-                if wait is None:
-                    break
-                self.sleep(wait)
-            try:
-                return self._attempt(url, dest, md5=md5, size=size, progress=progress)
-            except DownloadFailed as e:
-                failure = e
-                if not e.retryable:
-                    break
-        raise failure
 
     def _attempt(self, url, dest: Path, *, md5, size, progress) -> None:
         part = dest.with_name(dest.name + ".part")

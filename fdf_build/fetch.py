@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 #: Flickr answers a removed or private photo's static URL with a redirect to this image.
 PLACEHOLDER_MARKER = "photo_unavailable"
 USER_AGENT = "fdf_build/0.1 (+https://github.com/; face dataset rebuild from YFCC100M)"
-_RETRY_STATUS = {429, 500, 502, 503, 504}
+T = TypeVar("T")
 
 
 def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
@@ -67,10 +67,37 @@ def make_session(pool_size: int) -> requests.Session:
     return session
 
 
-class _Failed(Exception):
+class AttemptFailed(Exception):
+    """One attempt failed; ``retryable`` says whether trying again may help, ``retry_after`` when (seconds)."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.retryable, self.retry_after = retryable, retry_after
+
+
+def with_retries(attempt: Callable[[], T], *, retries: int, backoff: float, max_retry_after: float,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Return ``attempt()``'s result, retrying AttemptFailed that are retryable; re-raise the last failure."""
+    failure: Optional[AttemptFailed] = None
+    for number in range(retries + 1):
+        if number:
+            wait = retry_delay(number, failure.retry_after, base=backoff, max_retry_after=max_retry_after)
+            if wait is None:
+                break
+            sleep(wait)
+        try:
+            return attempt()
+        except AttemptFailed as e:
+            failure = e
+            if not e.retryable:
+                break
+    raise failure
+
+
+class _Failed(AttemptFailed):
     def __init__(self, reason: SkipReason, detail: str, retry_after: Optional[float] = None):
-        super().__init__(detail)
-        self.reason, self.detail, self.retry_after = reason, detail, retry_after
+        super().__init__(detail, retryable=reason in RETRYABLE, retry_after=retry_after)
+        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -103,21 +130,15 @@ class Fetcher:
             return self._host_slots[host]
 
     def __call__(self, url: str) -> Union[bytes, Skip]:
-        failure: Optional[_Failed] = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                wait = retry_delay(attempt, failure.retry_after, base=self.backoff, max_retry_after=self.max_retry_after)
-                if wait is None:
-                    break
-                self.sleep(wait)
-            try:
-                with self._slot(url):
-                    return self._attempt(url)
-            except _Failed as e:
-                failure = e
-            if failure.reason not in RETRYABLE:
-                break
-        return Skip(failure.reason, failure.detail)
+        def attempt() -> bytes:
+            with self._slot(url):
+                return self._attempt(url)
+
+        try:
+            return with_retries(attempt, retries=self.retries, backoff=self.backoff,
+                                max_retry_after=self.max_retry_after, sleep=self.sleep)
+        except _Failed as e:
+            return Skip(e.reason, e.detail)
 
     def _attempt(self, url: str) -> bytes:
         started = time.monotonic()
