@@ -1,0 +1,65 @@
+"""A map-style dataset over the FDF layout, for training loops (PyTorch's DataLoader or plain Python)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from .layout import load_metainfo
+from .split import SPLITS
+
+
+class FDF256Dataset:
+    """Faces of one split of an FDF256 copy (published or built by this project).
+
+    ``dataset[i]`` is a dict:
+
+    * ``image``: ``(256, 256, 3) uint8`` RGB (or whatever ``transform`` makes of it),
+    * ``keypoints``: ``(7, 2) float32`` in [0, 1] of the crop, COCO order (nose, left eye, right eye,
+      left ear, right ear, left shoulder, right shoulder; the person's left), NaN where missing,
+    * ``box``: ``(4,) int64`` face box x0, y0, x1, y1 in crop pixels,
+    * ``metainfo``: the face's ``fdf_metainfo.json`` entry (license, author, URLs...).
+
+    Keypoints and box refer to the crop, not to the original photo (``metainfo["original_*"]`` does).
+    Needs no torch: it is a plain sequence, and a ``torch.utils.data.DataLoader`` takes it as is.
+    """
+
+    def __init__(self, root: Path, split: str = "train", transform: Optional[Callable] = None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.directory = Path(root) / split
+        if not (self.directory / "fdf_metainfo.json").is_file():
+            raise FileNotFoundError(f"{self.directory}: no fdf_metainfo.json; download or build the dataset first")
+        self.metainfo = load_metainfo(self.directory)
+        self.landmarks = np.load(self.directory / "landmarks.npy")
+        self.boxes = np.load(self.directory / "bounding_box.npy")
+        if not len(self.metainfo) == len(self.landmarks) == len(self.boxes):
+            raise ValueError(
+                f"{self.directory}: {len(self.metainfo)} metainfo entries, {len(self.landmarks)} landmarks, "
+                f"{len(self.boxes)} boxes; run `fdf-build verify`"
+            )
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.metainfo)
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} faces")
+        index %= len(self)
+        path = self.directory / "images" / f"{index}.png"
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"{path}: missing or unreadable")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if self.transform is not None:
+            image = self.transform(image)
+        return {
+            "image": image,
+            "keypoints": self.landmarks[index].astype(np.float32),
+            "box": self.boxes[index].astype(np.int64),
+            "metainfo": self.metainfo[str(index)],
+        }
