@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import click
+import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -520,6 +521,45 @@ def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, app
 
 def download_main() -> None:
     download_command(prog_name="download_fdf256.py")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--attribute-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="ONNX model for smile, age, gender, emotion... (see README); without it those fields are left out.")
+def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
+    """Write per-face attributes in the FFHQ-Features schema: DATASET/<split>/attributes/<n>.json and attributes.jsonl.
+
+    faceRectangle, headPose, blur, exposure and noise are computed for every
+    face; model-based fields only with --attribute-model.
+    """
+    from .attributes import OnnxAttributeModel, annotate_split
+    from .layout import split_dirs
+
+    splits = split_dirs(dataset)
+    if not splits:
+        raise click.ClickException(f"{dataset}: no train/ or val/ with fdf_metainfo.json")
+    model = OnnxAttributeModel(attribute_model) if attribute_model else None
+    # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
+    totals = {"attributes": sum(np.load(d / "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
+    with Bars(totals) as bars:
+        counts = {split: annotate_split(directory, model=model, progress=bars) for split, directory in splits}
+    click.echo(", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True,
+              help="Directory for index.html and its PNG plots.")
+def report(dataset: Path, out: Path) -> None:
+    """Write an HTML report of DATASET: licenses, splits, face sizes, faces per photo, keypoints, head pose, samples."""
+    from .report import make_report
+
+    try:
+        page = make_report(dataset, out)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"report: {page}")
 
 
 def main() -> None:

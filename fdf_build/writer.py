@@ -290,3 +290,13 @@ def detection_record(image_name: str, image: np.ndarray, faces: list) -> dict:
             for f in faces
         ],
     }
+
+
+def write_attributes(split_dir: Path, records: list[dict]) -> None:
+    """``attributes/<n>.json`` per face (FFHQ-Features layout) and all of them in ``attributes.jsonl``."""
+    folder = Path(split_dir) / "attributes"
+    folder.mkdir(exist_ok=True)
+    for n, record in enumerate(records):
+        write_json(folder / f"{n}.json", record)
+    atomic_write(Path(split_dir) / "attributes.jsonl",
+                 "".join(json.dumps({"image": n, **r}, sort_keys=True) + "\n" for n, r in enumerate(records)))
