@@ -109,10 +109,10 @@ class Stages:
             with self.inference_slots:
                 skip = self._analyse(photo, data, writer, stats)
         if skip is None:
-            writer.add_photo(photo.line_number, photo.photo_id, url, "ok", faces=stats["kept"])
+            writer.add_photo(photo, url, "ok", stats)
         else:
             stats[f"skip:{skip.reason.value}"] += 1
-            writer.add_photo(photo.line_number, photo.photo_id, url, skip.reason.value, skip.detail)
+            writer.add_photo(photo, url, skip.reason.value, stats, skip.detail)
         return stats
 
     def _analyse(self, photo: Photo, data: bytes, writer: ShardWriter, stats: Counter) -> Optional[Skip]:
@@ -200,7 +200,8 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
             summary.shards["resumed"] += 1
             progress("photos", len(photos))
         else:
-            stats = _run_shard(stages, photos, shard_dir, crawl_date, progress)
+            writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date)
+            stats = _run_shard(stages, photos, writer, progress)
             summary.shards["built"] += 1
         summary.add_shard(stats)
     summary.selection = scan_summary.to_dict()
@@ -209,22 +210,11 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
     return summary
 
 
-def _run_shard(stages: Stages, photos: list[Photo], shard_dir: Path, crawl_date: str, progress: Progress) -> dict:
-    writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date)
-    counts = Counter()
+def _run_shard(stages: Stages, photos: list[Photo], writer: ShardWriter, progress: Progress) -> dict:
     with ThreadPoolExecutor(stages.config.workers, thread_name_prefix="photo") as pool:
         futures = [pool.submit(stages.process, photo, writer) for photo in photos]
         for future in as_completed(futures):
             result = future.result()
-            counts.update(result)
             progress("photos", 1)
             progress("faces", result.get("kept", 0))
-    photo_keys = ("tried", "fetched")
-    face_keys = ("found", "too_small", "kept")
-    stats = {
-        "photos": {k: counts[k] for k in photo_keys},
-        "faces": {k: counts[k] for k in face_keys},
-        "skipped": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("skip:")},
-    }
-    writer.close(stats)
-    return stats
+    return writer.close()

@@ -32,7 +32,8 @@ from typing import Iterable, Iterator, Optional, Union
 import cv2
 import numpy as np
 
-from .records import KEYPOINT_NAMES, FaceCrop
+from .metadata import format_line, parse_line
+from .records import KEYPOINT_NAMES, FaceCrop, Photo
 from .split import SPLITS, split_of
 
 STATS_NAME = "_stats.json"
@@ -124,17 +125,26 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
 
 
 class ShardWriter:
-    """Stages one shard's faces and photo outcomes; :meth:`close` writes the completion marker last."""
+    """Stages one shard's faces and photo outcomes; :meth:`close` writes the completion marker last.
 
-    def __init__(self, directory: Path, *, detector: str, crawl_date: str):
+    Each photo row keeps the counts of what happened to it, so the shard's stats
+    are derived from its rows, and a reopened shard (``retry-failed``) stays
+    consistent after some rows are replaced.
+    """
+
+    def __init__(self, directory: Path, *, detector: str, crawl_date: str, reopen: bool = False):
         self.directory = Path(directory)
+        self.detector, self.crawl_date = detector, crawl_date
+        self._lock = threading.Lock()  # add_* are called from the pipeline's worker threads
+        if reopen:
+            self._faces = list(read_jsonl(self.directory / "faces.jsonl"))
+            self._photos = list(read_jsonl(self.directory / "photos.jsonl"))
+            return
         if self.directory.exists():
             shutil.rmtree(self.directory)  # a partial shard from a killed run: redo it whole
         (self.directory / "faces").mkdir(parents=True)
-        self.detector, self.crawl_date = detector, crawl_date
         self._faces: list[dict] = []
         self._photos: list[dict] = []
-        self._lock = threading.Lock()  # add_* are called from the pipeline's worker threads
 
     def add_face(self, c: FaceCrop) -> None:
         name = f"{c.photo.line_number}_{c.face_index}.png"
@@ -145,18 +155,42 @@ class ShardWriter:
         with self._lock:
             self._faces.append(record)
 
-    def add_photo(self, line_number: int, photo_id: int, url: str, status: str, detail: str = "", faces: int = 0):
-        row = {"line": line_number, "photo_id": photo_id, "url": url, "status": status, "detail": detail, "faces": faces}
+    def add_photo(self, photo: Photo, url: str, status: str, counts: Counter, detail: str = "") -> None:
+        row = {"line": photo.line_number, "photo_id": photo.photo_id, "url": url, "status": status,
+               "detail": detail, "counts": dict(counts)}
+        if status != "ok":
+            row["yfcc"] = format_line(photo)  # what `retry-failed` needs to try it again
         with self._lock:
             self._photos.append(row)
 
-    def close(self, stats: dict) -> None:
+    def take_photos(self, statuses: Iterable[str]) -> list[Photo]:
+        """Remove the rows (and any faces) of photos whose status is in ``statuses``; return those photos."""
+        statuses = set(statuses)
+        taken = [r for r in self._photos if r["status"] in statuses]
+        lines = {r["line"] for r in taken}
+        self._photos = [r for r in self._photos if r["line"] not in lines]
+        self._faces = [f for f in self._faces if f["yfcc100m_line_idx"] not in lines]
+        return [parse_line(r["yfcc"], 0) for r in taken]
+
+    def stats(self) -> dict:
+        counts = Counter()
+        for row in self._photos:
+            counts.update(row["counts"])
+        return {
+            "photos": {k: counts[k] for k in ("tried", "fetched")},
+            "faces": {k: counts[k] for k in ("found", "too_small", "kept")},
+            "skipped": {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("skip:")},
+        }
+
+    def close(self) -> dict:
         order = lambda r: (r["yfcc100m_line_idx"], r["face_index"])  # noqa: E731
         faces = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in sorted(self._faces, key=order))
         atomic_write(self.directory / "faces.jsonl", faces)
         photos = sorted(self._photos, key=lambda r: r["line"])
         atomic_write(self.directory / "photos.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in photos))
+        stats = self.stats()
         write_json(self.directory / STATS_NAME, stats)
+        return stats
 
 
 def completed_stats(directory: Path) -> Optional[dict]:

@@ -30,6 +30,6 @@ def make_dataset(root: Path, owners: list[str], *, val_fraction: float = 0.3, fi
             t = square_around(box, expand=2.0, out_size=256)
             writer.add_face(FaceCrop(photo, k, face, crop(image, t), t.forward_box(box), t.forward(face.keypoints),
                                      photo.download_url))
-    writer.close({})
+    writer.close()
     merge_shards([work], Path(root), val_fraction=val_fraction)
     return Path(root)
