@@ -186,6 +186,10 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
               help="Retries per photo on connection errors, timeouts, 5xx and 429.")
 @click.option("--per-host", type=click.IntRange(1), default=8, show_default=True,
               help="Concurrent requests per host.")
+@click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
+              help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
+@click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
+              help="Retries allowed in the whole run, so a host that is down fails fast.")
 def build(file: str, **options) -> None:
     """Build an FDF256-style dataset from a YFCC100M metadata FILE.
 
@@ -218,6 +222,26 @@ def _run_and_report(job, out: Path) -> None:
     except (BuildError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     echo_build_summary(summary.to_dict(), out)
+
+
+@cli.command("retry-failed")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--base-url", help="Fetch from this mirror or server instead (keeps Flickr's path).")
+@click.option("--workers", type=click.IntRange(1, 512), help="Photos in flight at once.")
+@click.option("--rate", type=click.FloatRange(0.01), help="Requests per second to each host.")
+def retry_failed(out: Path, base_url: Optional[str], workers: Optional[int], rate: Optional[float]) -> None:
+    """Try again the photos of the build in OUT that failed for transient reasons (5xx, 429, timeouts,
+    connection errors), with the build's own settings, and merge again.
+
+    Each shard's photos.jsonl lists every photo's outcome; removed, missing and
+    undecodable photos are not retried.
+    """
+    from .pipeline import load_saved_config, retry_failed as retry
+
+    def job(progress):
+        return retry(load_saved_config(out, base_url=base_url, workers=workers, rate=rate), progress)
+
+    _run_and_report(job, out)
 
 
 @cli.command()

@@ -37,6 +37,9 @@ class BuildConfig:
     timeout: float = 20.0
     retries: int = 3
     max_retry_after: float = 60.0
+    #: requests per second to each host (None: unlimited), and retries allowed in all (None: unlimited)
+    rate: Optional[float] = 20.0
+    retry_budget: Optional[int] = 10_000
     max_bytes: int = 50 * 1024 * 1024
     min_face: int = 64
     size: int = 256
@@ -57,6 +60,7 @@ class BuildConfig:
             (self.flickr_size is None or self.flickr_size in FLICKR_SIZES, f"size must be one of {sorted(FLICKR_SIZES)}"),
             (self.workers >= 1 and self.per_host >= 1, "workers and per-host must be >= 1"),
             (self.timeout > 0 and self.retries >= 0, "timeout must be > 0 and retries >= 0"),
+            (self.rate is None or self.rate > 0, "rate must be > 0"),
             (self.min_face >= 1, "min-face must be >= 1"),
             (self.size >= 8, "size must be >= 8"),
             (self.expand >= 1.0, "expand must be >= 1 (the crop must hold the whole face box)"),
@@ -72,6 +76,16 @@ class BuildConfig:
         if unknown:
             resolve_licenses(unknown)  # raises with the list of valid codes
 
+    @classmethod
+    def from_json(cls, data: dict) -> "BuildConfig":
+        """The inverse of :meth:`to_json`, for commands that continue a saved build."""
+        data = dict(data)
+        data["out"] = Path(data["out"])
+        data["licenses"] = tuple(data["licenses"])
+        if data.get("blocklist"):
+            data["blocklist"] = Path(data["blocklist"])
+        return cls(**data)
+
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
@@ -85,7 +99,8 @@ class BuildConfig:
             k: v
             for k, v in self.to_json().items()
             if k
-            not in ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url", "crawl_date")
+            not in ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url", "crawl_date",
+                   "rate", "retry_budget")
         }
         if self.blocklist is not None:
             relevant["blocklist"] = hashlib.sha256(Path(self.blocklist).read_bytes()).hexdigest()

@@ -58,6 +58,75 @@ def retry_delay(attempt: int, retry_after: Optional[float], *, base: float, max_
     return wait if retry_after is None else max(wait, retry_after)
 
 
+class RateLimiter:
+    """At most ``rate`` calls a second across threads (evenly spaced, no bursts)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
+        self.interval, self.clock, self.sleep = 1.0 / rate, clock, sleep
+        self._next = clock()
+        self._lock = threading.Lock()
+
+    def wait(self, not_before: float = 0.0) -> None:
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next, not_before)
+            self._next = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
+
+
+class HostThrottle:
+    """Per-host politeness: at most ``rate`` requests a second to each host, and when a host answers
+    429 or 503 every worker pauses that host (``Retry-After`` if given, else 1 s doubling per
+    consecutive refusal, at most ``max_pause``) rather than each retrying on its own."""
+
+    def __init__(self, rate: Optional[float], *, max_pause: float = 60.0, clock=time.monotonic, sleep=time.sleep):
+        self.rate, self.max_pause, self.clock, self.sleep = rate, max_pause, clock, sleep
+        self._limiters: dict[str, RateLimiter] = {}
+        self._paused_until: dict[str, float] = {}
+        self._strikes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, host: str) -> None:
+        with self._lock:
+            until = self._paused_until.get(host, 0.0)
+            limiter = self._limiters.get(host)
+            if limiter is None and self.rate:
+                limiter = self._limiters[host] = RateLimiter(self.rate, self.clock, self.sleep)
+        if limiter is not None:
+            limiter.wait(not_before=until)
+        elif until > self.clock():
+            self.sleep(until - self.clock())
+
+    def refused(self, host: str, retry_after: Optional[float]) -> None:
+        with self._lock:
+            strikes = self._strikes[host] = self._strikes.get(host, 0) + 1
+            pause = retry_after if retry_after is not None else min(self.max_pause, 2.0 ** (strikes - 1))
+            until = self.clock() + min(pause, self.max_pause)
+            self._paused_until[host] = max(self._paused_until.get(host, 0.0), until)
+
+    def served(self, host: str) -> None:
+        with self._lock:
+            self._strikes.pop(host, None)
+
+
+class RetryBudget:
+    """A shared count of retries left (None: unlimited)."""
+
+    def __init__(self, total: Optional[int]):
+        self.left = total
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        with self._lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
 def make_session(pool_size: int) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
@@ -76,13 +145,17 @@ class AttemptFailed(Exception):
 
 
 def with_retries(attempt: Callable[[], T], *, retries: int, backoff: float, max_retry_after: float,
-                 sleep: Callable[[float], None] = time.sleep) -> T:
-    """Return ``attempt()``'s result, retrying AttemptFailed that are retryable; re-raise the last failure."""
+                 sleep: Callable[[float], None] = time.sleep, budget: Optional["RetryBudget"] = None) -> T:
+    """Return ``attempt()``'s result, retrying AttemptFailed that are retryable; re-raise the last failure.
+
+    A shared ``budget`` caps retries across all calls: when a host is down, a
+    build fails its photos fast instead of retrying every one of them.
+    """
     failure: Optional[AttemptFailed] = None
     for number in range(retries + 1):
         if number:
             wait = retry_delay(number, failure.retry_after, base=backoff, max_retry_after=max_retry_after)
-            if wait is None:
+            if wait is None or (budget is not None and not budget.take()):
                 break
             sleep(wait)
         try:
@@ -95,9 +168,10 @@ def with_retries(attempt: Callable[[], T], *, retries: int, backoff: float, max_
 
 
 class _Failed(AttemptFailed):
-    def __init__(self, reason: SkipReason, detail: str, retry_after: Optional[float] = None):
+    def __init__(self, reason: SkipReason, detail: str, retry_after: Optional[float] = None,
+                 status: Optional[int] = None):
         super().__init__(detail, retryable=reason in RETRYABLE, retry_after=retry_after)
-        self.reason, self.detail = reason, detail
+        self.reason, self.detail, self.status = reason, detail, status
 
 
 @dataclass
@@ -116,6 +190,8 @@ class Fetcher:
     max_retry_after: float = 60.0
     per_host: int = 8
     max_bytes: int = 50 * 1024 * 1024
+    throttle: Optional[HostThrottle] = None
+    budget: Optional[RetryBudget] = None
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self):
@@ -130,13 +206,25 @@ class Fetcher:
             return self._host_slots[host]
 
     def __call__(self, url: str) -> Union[bytes, Skip]:
+        host = urlsplit(url).netloc
+
         def attempt() -> bytes:
             with self._slot(url):
-                return self._attempt(url)
+                if self.throttle is not None:
+                    self.throttle.wait(host)
+                try:
+                    body = self._attempt(url)
+                except _Failed as e:
+                    if self.throttle is not None and e.status in (429, 503):
+                        self.throttle.refused(host, e.retry_after)
+                    raise
+                if self.throttle is not None:
+                    self.throttle.served(host)
+                return body
 
         try:
             return with_retries(attempt, retries=self.retries, backoff=self.backoff,
-                                max_retry_after=self.max_retry_after, sleep=self.sleep)
+                                max_retry_after=self.max_retry_after, sleep=self.sleep, budget=self.budget)
         except _Failed as e:
             return Skip(e.reason, e.detail)
 
@@ -150,7 +238,7 @@ class Fetcher:
                 status = response.status_code
                 if status != 200:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-                    raise _Failed(status_reason(status), f"HTTP {status}", retry_after)
+                    raise _Failed(status_reason(status), f"HTTP {status}", retry_after, status)
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > self.max_bytes:
                     raise _Failed(SkipReason.TOO_LARGE, f"Content-Length {length} > {self.max_bytes}")

@@ -26,7 +26,7 @@ from . import metadata
 from .config import BuildConfig
 from .decode import decode_image
 from .detect import FaceDetector, make_detector
-from .fetch import Fetcher, make_session
+from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
 from .filters import Eligibility, face_large_enough
 from .geometry import crop, square_around
 from .keypoints import KeypointModel, make_keypoint_model
@@ -89,6 +89,8 @@ class Stages:
             max_retry_after=config.max_retry_after,
             per_host=config.per_host,
             max_bytes=config.max_bytes,
+            throttle=HostThrottle(config.rate, max_pause=config.max_retry_after),
+            budget=RetryBudget(config.retry_budget),
         )
         detector = make_detector(
             config.detector, score_threshold=config.detector_threshold, max_side=config.detect_max_side
@@ -205,6 +207,46 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
             summary.shards["built"] += 1
         summary.add_shard(stats)
     summary.selection = scan_summary.to_dict()
+    summary.splits = merge_shards(shard_dirs, Path(config.out), val_fraction=config.val_fraction)
+    write_json(Path(config.out) / "stats.json", summary.to_dict())
+    return summary
+
+
+#: Outcomes that may pass on a later try; ``retry-failed`` re-processes only these.
+TRANSIENT = tuple(r.value for r in (SkipReason.HTTP_SERVER_ERROR, SkipReason.HTTP_RATE_LIMITED,
+                                     SkipReason.HTTP_TIMEOUT, SkipReason.CONNECTION_ERROR))
+
+
+def load_saved_config(out: Path, **overrides) -> BuildConfig:
+    """The settings a build in ``out`` was made with (``OUT/.work/build.json``), with network overrides."""
+    state = Path(out) / WORK_DIR / "build.json"
+    if not state.is_file():
+        raise BuildError(f"{out} holds no build (no {state})")
+    data = json.loads(state.read_text())["config"]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return BuildConfig.from_json(data)
+
+
+def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
+    """Re-process the photos of a finished build that failed for transient reasons, then merge again."""
+    progress = progress or (lambda stage, n: None)
+    work, crawl_date = _prepare_work_dir(config)
+    previous = Path(config.out) / "stats.json"
+    if not previous.is_file():
+        raise BuildError(f"the build in {config.out} has not finished: re-run `fdf-build build` to resume it first")
+    stages = Stages.from_config(config)
+    summary = Summary(selection=json.loads(previous.read_text())["selection"])
+    shard_dirs = sorted(work.glob("shard_*"))
+    for shard_dir in shard_dirs:
+        writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date, reopen=True)
+        photos = writer.take_photos(TRANSIENT)
+        if photos:
+            summary.shards["retried"] += 1
+            summary.photos["retried"] += len(photos)
+            stats = _run_shard(stages, photos, writer, progress)
+        else:
+            stats = completed_stats(shard_dir)
+        summary.add_shard(stats)
     summary.splits = merge_shards(shard_dirs, Path(config.out), val_fraction=config.val_fraction)
     write_json(Path(config.out) / "stats.json", summary.to_dict())
     return summary

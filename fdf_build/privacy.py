@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .layout import METAINFO, load_metainfo, split_dirs
+from .fetch import RateLimiter
 from .records import Skip, SkipReason
 from .writer import atomic_write, new_staging_dir, swap_in, write_json, write_split
 
@@ -335,23 +334,6 @@ def _roll_forward(dataset: Path) -> str:
 # ---------------------------------------------------------------- audit
 
 
-class RateLimiter:
-    """At most ``rate`` calls a second across threads (evenly spaced, no bursts)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
-        self.interval, self.clock, self.sleep = 1.0 / rate, clock, sleep
-        self._next = clock()
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = self.clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self.sleep(slot - now)
-
-
 GONE = {SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND, SkipReason.HTTP_CLIENT_ERROR}
 
 
@@ -370,7 +352,7 @@ def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float
             photo_id = entry_photo_id(entry)
             if photo_id is not None and entry.get("photo_url"):
                 urls.setdefault(photo_id, entry["photo_url"])
-    limiter = RateLimiter(rate)
+    limiter = RateLimiter(rate)  # one budget for the whole audit, whatever the hosts
 
     def check(item):
         photo_id, url = item

@@ -136,3 +136,51 @@ def test_truncated_png_does_not_decode():
     png = png.tobytes()
     assert decode_image(png).shape == (20, 20, 3)
     assert decode_image(png[:-20]).reason is SkipReason.DECODE_ERROR
+
+
+def test_host_throttle_spaces_requests_per_host_and_pauses_refusing_hosts():
+    from fdf_build.fetch import HostThrottle
+
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    throttle = HostThrottle(2.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        throttle.wait("a")
+    assert now[0] == pytest.approx(1.0)  # 3 requests at 2/s: slots at 0, 0.5, 1.0
+    throttle.wait("b")  # another host has its own bucket
+    assert now[0] == pytest.approx(1.0)
+    throttle.refused("b", retry_after=None)
+    throttle.refused("b", retry_after=None)  # second refusal in a row: 2 s
+    throttle.wait("b")
+    assert now[0] == pytest.approx(3.0)
+    throttle.refused("a", retry_after=5)
+    throttle.wait("a")
+    assert now[0] == pytest.approx(8.0)
+
+
+def test_throttle_makes_all_workers_respect_a_429():
+    from fdf_build.fetch import HostThrottle
+
+    faults = {"/1/1_a.jpg": [Fault("status", 429, retry_after="1")]}
+    with serve(faults) as s:
+        f = fetcher(throttle=HostThrottle(None))
+        with ThreadPoolExecutor(2) as pool:
+            refused = pool.submit(f, s.url + "/1/1_a.jpg")
+            time.sleep(0.2)  # the 429 has arrived; now another worker asks the same host
+            other = pool.submit(f, s.url + "/gone.jpg")
+            assert refused.result() == PHOTO and other.result().reason is SkipReason.PHOTO_REMOVED
+        first = s.hits("/1/1_a.jpg")[0]
+        assert s.hits("/gone.jpg")[0] - first >= 0.95  # the other worker waited out the host's pause
+
+
+def test_retry_budget_is_shared_and_fails_fast():
+    from fdf_build.fetch import RetryBudget
+
+    with serve({"/1/1_a.jpg": [Fault("status", 500)] * 20}) as s:
+        f = fetcher(retries=5, budget=RetryBudget(2))
+        assert f(s.url + "/1/1_a.jpg").reason is SkipReason.HTTP_SERVER_ERROR
+        assert f(s.url + "/1/1_a.jpg").reason is SkipReason.HTTP_SERVER_ERROR
+        assert len(s.hits("/1/1_a.jpg")) == 2 + 2  # one try each plus the two retries the budget allowed

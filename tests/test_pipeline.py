@@ -222,3 +222,27 @@ def test_build_killed_with_sigkill_resumes_to_identical_output(world, tmp_path):
     assert dataset_bytes(target) == dataset_bytes(tmp_path / "clean")
     stats = json.loads((target / "stats.json").read_text())
     assert stats["shards"]["resumed"] >= 1
+
+
+def test_retry_failed_recovers_transient_failures(world, tmp_path):
+    tsv, routes, _, _ = world
+    flaky = urlsplit(synthetic_photo(0).download_url).path  # first demo photo: fails all its tries
+    with LocalServer(routes, {flaky: [Fault("status", 503)] * 50}, max_seconds=120) as server:
+        config = BuildConfig(metadata=str(tsv), out=tmp_path / "b", base_url=server.url, crawl_date="2026-01-01",
+                             val_fraction=0.3, retries=1, shard_size=4)
+        first = run_build(config)
+    assert first.skipped["http_5xx"] == 1
+    with LocalServer(routes, max_seconds=120) as server:
+        result = CliRunner().invoke(cli, ["retry-failed", str(tmp_path / "b"), "--base-url", server.url])
+        assert result.exit_code == 0, result.output
+        clean = run_build(BuildConfig(metadata=str(tsv), out=tmp_path / "clean", base_url=server.url,
+                                      crawl_date="2026-01-01", val_fraction=0.3, shard_size=4))
+    stats = json.loads((tmp_path / "b" / "stats.json").read_text())
+    assert stats["photos"]["retried"] == 1 and "http_5xx" not in stats["skipped"]
+    assert stats["faces"] == dict(clean.faces)
+    assert dataset_bytes(tmp_path / "b") == dataset_bytes(tmp_path / "clean")
+
+
+def test_retry_failed_needs_a_finished_build(tmp_path):
+    result = CliRunner().invoke(cli, ["retry-failed", str(tmp_path)])
+    assert result.exit_code == 1 and "holds no build" in result.output

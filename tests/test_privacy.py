@@ -14,7 +14,8 @@ from fdf_build.cli import cli, search_command
 from fdf_build.filters import Blocklist
 from fdf_build.layout import load_metainfo, verify_dataset
 from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
-from fdf_build.privacy import RateLimiter, photo_id_from_url
+from fdf_build.fetch import RateLimiter
+from fdf_build.privacy import photo_id_from_url
 from fdf_build.synthetic import synthetic_photo
 
 from .conftest import REPO
