@@ -21,24 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from fdf_build.filters import LICENSES
-from fdf_build.metadata import format_line, open_metadata, read_photos
-from fdf_build.synthetic import synthetic_photo
-
-CODES = list(LICENSES)
+from fdf_build.metadata import open_metadata, read_photos
+from fdf_build.synthetic import write_yfcc_file
 
 
 def generate(path: Path, n: int) -> None:
-    if path.exists():
-        return
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for i in range(n):
-            # 50k authors, all six licenses, 1% videos, 0.5% opt-outs: a bounded vocabulary like YFCC's.
-            tags = ("no_cv",) if i % 200 == 0 else ("portrait", "people")
-            photo = synthetic_photo(i, license=CODES[i % 6], marker=int(i % 100 == 0), user_tags=tags)
-            f.write(format_line(photo) + "\n")
-    tmp.rename(path)
+    if not path.exists():
+        write_yfcc_file(path, n)
 
 
 def measure(path: str, mode: str) -> dict:

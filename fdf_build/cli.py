@@ -188,6 +188,9 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
               help="Concurrent requests per host.")
 @click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
               help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="Build shards in this process, or on Ray actors (pip install 'fdf_build[ray]').")
+@click.option("--ray-address", help="Ray cluster to join (default: start a local Ray).")
 @click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
               help="Retries allowed in the whole run, so a host that is down fails fast.")
 def build(file: str, **options) -> None:

@@ -21,6 +21,7 @@ DEFAULT_EXPAND = 2.0
 
 DETECTORS = ("retinaface",)
 KEYPOINT_MODELS = ("mediapipe", "none")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class BuildConfig:
     keypoints: str = "mediapipe"
     keypoint_threshold: float = 0.5
     shard_size: int = 10_000
+    executor: str = "local"
+    ray_address: Optional[str] = None
     #: FDF's date_crawled; fixed per build (saved with it) so a rebuild or resume is byte-identical.
     crawl_date: Optional[str] = None
 
@@ -68,6 +71,7 @@ class BuildConfig:
             (self.detector in DETECTORS, f"detector must be one of {DETECTORS}"),
             (self.keypoints in KEYPOINT_MODELS, f"keypoints must be one of {KEYPOINT_MODELS}"),
             (self.shard_size >= 1, "shard-size must be >= 1"),
+            (self.executor in EXECUTORS, f"executor must be one of {EXECUTORS}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -100,7 +104,7 @@ class BuildConfig:
             for k, v in self.to_json().items()
             if k
             not in ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url", "crawl_date",
-                   "rate", "retry_budget")
+                   "rate", "retry_budget", "executor", "ray_address")
         }
         if self.blocklist is not None:
             relevant["blocklist"] = hashlib.sha256(Path(self.blocklist).read_bytes()).hexdigest()

@@ -190,26 +190,47 @@ def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:
 def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
     progress = progress or (lambda stage, n: None)
     work, crawl_date = _prepare_work_dir(config)
-    stages = Stages.from_config(config)
     summary = Summary()
     scan_summary = ScanSummary()
     shard_dirs = []
-    for number, photos in enumerate(_chunks(select(config, scan_summary, progress), config.shard_size)):
-        shard_dir = work / f"shard_{number:05d}"
-        shard_dirs.append(shard_dir)
-        stats = completed_stats(shard_dir)
-        if stats is not None:
-            summary.shards["resumed"] += 1
-            progress("photos", len(photos))
-        else:
-            writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date)
-            stats = _run_shard(stages, photos, writer, progress)
-            summary.shards["built"] += 1
+
+    def pending() -> Iterator[tuple[list[Photo], Path]]:
+        """Shards still to build, in order; completed ones are counted and skipped on the way."""
+        for number, photos in enumerate(_chunks(select(config, scan_summary, progress), config.shard_size)):
+            shard_dir = work / f"shard_{number:05d}"
+            shard_dirs.append(shard_dir)
+            stats = completed_stats(shard_dir)
+            if stats is None:
+                yield photos, shard_dir
+            else:
+                summary.shards["resumed"] += 1
+                summary.add_shard(stats)
+                progress("photos", len(photos))
+
+    if config.executor == "ray":
+        from .distributed import run_shards_ray as run_shards
+    else:
+        run_shards = run_shards_locally
+    for stats in run_shards(config, pending(), crawl_date, progress):
+        summary.shards["built"] += 1
         summary.add_shard(stats)
     summary.selection = scan_summary.to_dict()
     summary.splits = merge_shards(shard_dirs, Path(config.out), val_fraction=config.val_fraction)
     write_json(Path(config.out) / "stats.json", summary.to_dict())
     return summary
+
+
+def run_shards_locally(config: BuildConfig, jobs, crawl_date: str, progress: Progress) -> Iterator[dict]:
+    """Build each (photos, shard directory) job in this process; models load only if a shard needs them."""
+    stages = None
+    for photos, shard_dir in jobs:
+        stages = stages or Stages.from_config(config)
+        yield build_shard(stages, photos, shard_dir, crawl_date, progress)
+
+
+def build_shard(stages: Stages, photos: list[Photo], shard_dir: Path, crawl_date: str, progress: Progress) -> dict:
+    writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date)
+    return _run_shard(stages, photos, writer, progress)
 
 
 #: Outcomes that may pass on a later try; ``retry-failed`` re-processes only these.

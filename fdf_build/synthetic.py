@@ -63,3 +63,22 @@ def synthetic_photo(index: int, *, license: str = "by", nsid: str | None = None,
     )
     photo = Photo(**fields)
     return dataclasses.replace(photo, **overrides) if overrides else photo
+
+
+def write_yfcc_file(path, lines: int) -> None:
+    """A YFCC100M-format file of ``lines`` photos for benchmarks: 50k owners, all six licenses,
+    1% videos, 0.5% ``no_cv`` opt-outs, like the real file's bounded vocabulary. Written atomically."""
+    from pathlib import Path
+
+    from .filters import LICENSES
+    from .metadata import format_line
+
+    codes = list(LICENSES)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for i in range(lines):
+            tags = ("no_cv",) if i % 200 == 0 else ("portrait", "people")
+            photo = synthetic_photo(i, license=codes[i % 6], marker=int(i % 100 == 0), user_tags=tags)
+            f.write(format_line(photo) + "\n")
+    tmp.rename(path)

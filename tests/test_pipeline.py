@@ -246,3 +246,15 @@ def test_retry_failed_recovers_transient_failures(world, tmp_path):
 def test_retry_failed_needs_a_finished_build(tmp_path):
     result = CliRunner().invoke(cli, ["retry-failed", str(tmp_path)])
     assert result.exit_code == 1 and "holds no build" in result.output
+
+
+def test_ray_executor_gives_the_local_output(built, world, tmp_path):
+    ray = pytest.importorskip("ray")
+    out, _ = built
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = build(world, tmp_path / "ray", workers=4, shard_size=3, executor="ray")
+    finally:
+        ray.shutdown()
+    assert summary.shards["built"] >= 4
+    assert dataset_bytes(tmp_path / "ray") == dataset_bytes(out)

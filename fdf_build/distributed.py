@@ -1,0 +1,67 @@
+"""Distribution: build shards on a Ray cluster (``--executor ray``), one actor per CPU slot.
+
+Each actor loads the models once (like a local build's :class:`~fdf_build.pipeline.Stages`)
+and builds whole shards, writing them where a local build would; the driver
+streams the metadata, keeps a bounded number of shards in flight, and merges
+at the end exactly as a local build does, so the output is the same bytes.
+On a multi-machine cluster, ``--out`` must be on a filesystem every node sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .config import BuildConfig
+from .metadata import format_line, parse_line
+
+#: shards queued per actor beyond the one it is working on: enough to keep actors busy, bounded for memory
+QUEUE_PER_ACTOR = 1
+
+
+class ShardActor:
+    def __init__(self, config: BuildConfig):
+        from .pipeline import Stages
+
+        self.stages = Stages.from_config(config)
+
+    def build(self, lines: list[str], shard_dir: str, crawl_date: str) -> tuple[int, dict]:
+        from .pipeline import build_shard
+
+        photos = [parse_line(line, 0) for line in lines]
+        return len(photos), build_shard(self.stages, photos, Path(shard_dir), crawl_date, lambda stage, n: None)
+
+
+def run_shards_ray(config: BuildConfig, jobs: Iterable, crawl_date: str, progress) -> Iterator[dict]:
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise ValueError("--executor ray needs Ray: pip install 'fdf_build[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
+    try:
+        actor = ray.remote(num_cpus=1)(ShardActor)
+        actors = [actor.remote(config) for _ in range(max(1, int(ray.available_resources().get("CPU", 1))))]
+        pool = ActorPool(actors)
+        in_flight, limit = 0, len(actors) * (1 + QUEUE_PER_ACTOR)
+        for photos, shard_dir in jobs:
+            lines = [format_line(p) for p in photos]
+            pool.submit(lambda a, job: a.build.remote(*job), (lines, str(shard_dir), crawl_date))
+            in_flight += 1
+            if in_flight >= limit:
+                yield _collect(pool.get_next_unordered(), progress)
+                in_flight -= 1
+        while pool.has_next():
+            yield _collect(pool.get_next_unordered(), progress)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _collect(result: tuple[int, dict], progress) -> dict:
+    photos, stats = result
+    progress("photos", photos)
+    progress("faces", stats["faces"].get("kept", 0))
+    return stats
