@@ -69,3 +69,12 @@ def crop(image: NDArray[np.uint8], t: CropTransform) -> NDArray[np.uint8]:
         return out
     interpolation = cv2.INTER_AREA if t.side > t.out_size else cv2.INTER_CUBIC
     return cv2.resize(out, (t.out_size, t.out_size), interpolation=interpolation)
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

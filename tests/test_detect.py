@@ -4,16 +4,10 @@ import numpy as np
 from click.testing import CliRunner
 
 from fdf_build.cli import cli
+from fdf_build.geometry import box_iou
 from fdf_build.keypoints import nose_and_eyes_inside, person_region
 
 from .conftest import DEMO_DATA, load_rgb
-
-
-def iou(a, b) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def large(box, min_face=64) -> bool:
@@ -28,12 +22,12 @@ def test_detector_recall_and_precision_on_annotated_real_photos(annotations, sha
         boxes = [f.box for f in faces]
         truth = [f["box"] for f in entry["faces"] if not f.get("ignore") and large(f["box"])]
         truth_total += len(truth)
-        found += sum(any(iou(t, b) >= 0.4 for b in boxes) for t in truth)
+        found += sum(any(box_iou(t, b) >= 0.4 for b in boxes) for t in truth)
         for b in boxes:
             if large(b):
                 detections += 1
                 # any annotated face, small or ignored, counts as a true match for a large detection
-                false += not any(iou(f["box"], b) >= 0.4 for f in entry["faces"])
+                false += not any(box_iou(f["box"], b) >= 0.4 for f in entry["faces"])
     recall, precision = found / truth_total, 1 - false / detections
     print(f"faces >= 64 px: recall {recall:.3f} ({found}/{truth_total}), precision {precision:.3f}")
     assert truth_total >= 20
