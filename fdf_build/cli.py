@@ -188,6 +188,8 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
               help="Concurrent requests per host.")
 @click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
               help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
+@click.option("--resume/--restart", default=True, show_default=True,
+              help="Keep the completed shards of an earlier run of this build (the default), or discard them.")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="Build shards in this process, or on Ray actors (pip install 'fdf_build[ray]').")
 @click.option("--ray-address", help="Ray cluster to join (default: start a local Ray).")
@@ -210,9 +212,12 @@ def build(file: str, **options) -> None:
 
 
 def _build(file, progress, options):
-    from .pipeline import run_build
+    from .pipeline import discard_work, run_build
 
+    resume = options.pop("resume")
     config = BuildConfig(metadata=file, **options)
+    if not resume:
+        discard_work(config.out)
     return run_build(config, progress)
 
 

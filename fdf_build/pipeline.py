@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -173,13 +174,18 @@ def _prepare_work_dir(config: BuildConfig) -> tuple[Path, str]:
         if state["fingerprint"] != fingerprint:
             raise BuildError(
                 f"{config.out} holds a build made with other settings (see {state_path}); "
-                f"use a new --out, or delete {work} to start over"
+                "use a new --out, or --restart to discard its shards"
             )
         crawl_date = config.crawl_date or state["crawl_date"]
     else:
         crawl_date = config.crawl_date or _dt.datetime.now(_dt.timezone.utc).date().isoformat()
         write_json(state_path, {"fingerprint": fingerprint, "crawl_date": crawl_date, "config": config.to_json()})
     return work, crawl_date
+
+
+def discard_work(out: Path) -> None:
+    """Forget the shards of an earlier run (``--restart``); the finished splits stay until the new merge."""
+    shutil.rmtree(Path(out) / WORK_DIR, ignore_errors=True)
 
 
 def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:

@@ -255,3 +255,15 @@ def test_download_dataset_library_call(mirror, tmp_path):
         report = download_dataset(tmp_path / "c", manifest=load_manifest(mirror_dir / "manifest.json"),
                                   base_url=server.url + "/m")
     assert report.ok and {f.status for f in report.files} == {"downloaded"}
+
+
+def test_archive_larger_than_free_disk_is_refused(tmp_path, monkeypatch):
+    import shutil as _shutil
+    from collections import namedtuple
+
+    archive = _zip(tmp_path / "big.zip", [("train/a.bin", b"x" * 10_000, stat.S_IFREG | 0o644)])
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(_shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5_000, 5_000))
+    with pytest.raises(UnsafeArchive, match="needs 10,000 bytes, 5,000 free"):
+        safe_extract(archive, tmp_path / "target")
+    assert not (tmp_path / "target" / "train").exists()

@@ -157,10 +157,20 @@ def test_resume_redoes_only_incomplete_shards(built, world, tmp_path):
     assert dataset_bytes(again) == dataset_bytes(out)
 
 
-def test_resume_with_other_settings_is_refused(built, world):
+def test_resume_with_other_settings_is_refused_unless_restarted(built, world, tmp_path):
     out, _ = built
     with pytest.raises(BuildError, match="other settings"):
         build(world, out, workers=4, shard_size=3, min_face=32)
+    tsv, routes, faults, _ = world
+    target = tmp_path / "r"
+    build(world, target, shard_size=3)
+    with LocalServer(routes, max_seconds=60) as server:
+        args = ["build", str(tsv), "--out", str(target), "--base-url", server.url, "--min-face", "32"]
+        refused = CliRunner().invoke(cli, args)
+        assert refused.exit_code == 1 and "--restart" in refused.output
+        restarted = CliRunner().invoke(cli, [*args, "--restart", "--keypoints", "none"])
+    assert restarted.exit_code == 0, restarted.output
+    assert json.loads((target / ".work" / "build.json").read_text())["config"]["min_face"] == 32
 
 
 def test_build_cli_limit_and_summary(world, tmp_path):
