@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from fdf_build.cli import cli
 from fdf_build.config import BuildConfig
+from fdf_build.decode import decode_image
 from fdf_build.demo import demo_metadata, demo_photos
 from fdf_build.filters import face_large_enough
 from fdf_build.localserver import Fault, LocalServer
@@ -17,7 +18,7 @@ from fdf_build.pipeline import BuildError, run_build
 from fdf_build.split import split_of
 from fdf_build.synthetic import synthetic_photo
 
-from .conftest import load_rgb, DEMO_DATA
+from .conftest import DEMO_DATA
 
 SPLIT_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv")
 
@@ -65,13 +66,7 @@ def built(world, tmp_path_factory):
 
 
 def expected_faces(photos, detector) -> int:
-    return sum(
-        face_large_enough(f, 64) for data in photos.values() for f in detector(load_rgb_bytes(data))
-    )
-
-
-def load_rgb_bytes(data: bytes):
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return sum(face_large_enough(f, 64) for data in photos.values() for f in detector(decode_image(data)))
 
 
 def test_summary_counts_every_outcome(built, world, detector):
