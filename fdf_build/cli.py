@@ -14,7 +14,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import metadata
-from .config import DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, BuildConfig
+from .config import DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, LANDMARK_MODELS, BuildConfig
 from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
 from .scan import scan as scan_metadata
 
@@ -60,9 +60,10 @@ def build_options(command):
         click.option("--val-fraction", type=click.FloatRange(0, 1), default=DEFAULT_VAL_FRACTION,
                      show_default=True, help="Share of authors (by NSID hash) whose faces go to val/."),
         click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True,
-                     help="Face detector backend."),
+                     help="Face detector backend (dsfd: the reference's, needs the reference extra and weights)."),
         click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True,
-                     help="Keypoint model for ears and shoulders; 'none' keeps the detector's nose and eyes."),
+                     help="Keypoint model for ears and shoulders (keypointrcnn: the reference's); "
+                          "'none' keeps the detector's nose and eyes."),
         click.option("--crawl-date", help="date_crawled to record (default: the day the build started)."),
     ]
     for option in reversed(options):
@@ -188,6 +189,14 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
               help="Concurrent requests per host.")
 @click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
               help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
+@click.option("--landmarks", type=click.Choice(LANDMARK_MODELS),
+              help="Also store 68 face-alignment landmarks per face (reference extra).")
+@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where reference weights are (else $TORCH_HOME/hub/checkpoints); never downloaded.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N], for the reference backends.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="Images per batch for the reference backends.")
+@click.option("--fp16", is_flag=True, help="Mixed precision (autocast) on CUDA for the reference backends.")
 @click.option("--resume/--restart", default=True, show_default=True,
               help="Keep the completed shards of an earlier run of this build (the default), or discard them.")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
@@ -278,15 +287,16 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
     left), null where no model found them.
     """
     from .decode import decode_image
-    from .detect import make_detector
-    from .keypoints import make_keypoint_model
+    from .pipeline import BuildError, check_models, make_models
     from .records import Skip
     from .writer import detection_record
 
-    defaults = BuildConfig(metadata="-", out=Path("."))
-    face_detector = make_detector(detector, score_threshold=defaults.detector_threshold,
-                                  max_side=defaults.detect_max_side)
-    keypoint_model = make_keypoint_model(keypoints, visibility=defaults.keypoint_threshold)
+    config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints)
+    try:
+        check_models(config)
+    except BuildError as e:
+        raise click.ClickException(str(e)) from None
+    face_detector, keypoint_model = make_models(config)
     failed = 0
     for path in images:
         image = decode_image(path.read_bytes())

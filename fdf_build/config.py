@@ -19,8 +19,9 @@ DEFAULT_VAL_FRACTION = 0.026
 #: are inside it, as in FDF256's crops.
 DEFAULT_EXPAND = 2.0
 
-DETECTORS = ("retinaface",)
-KEYPOINT_MODELS = ("mediapipe", "none")
+DETECTORS = ("retinaface", "dsfd")
+KEYPOINT_MODELS = ("mediapipe", "keypointrcnn", "none")
+LANDMARK_MODELS = ("face-alignment",)
 EXECUTORS = ("local", "ray")
 
 
@@ -51,6 +52,12 @@ class BuildConfig:
     detect_max_side: int = 1024
     keypoints: str = "mediapipe"
     keypoint_threshold: float = 0.5
+    #: reference backends (the [reference] extra): 68-point landmarks, where their weights are, how they run
+    landmarks: Optional[str] = None
+    weights_dir: Optional[Path] = None
+    device: str = "cpu"
+    batch_size: int = 8
+    fp16: bool = False
     shard_size: int = 10_000
     executor: str = "local"
     ray_address: Optional[str] = None
@@ -72,6 +79,8 @@ class BuildConfig:
             (self.keypoints in KEYPOINT_MODELS, f"keypoints must be one of {KEYPOINT_MODELS}"),
             (self.shard_size >= 1, "shard-size must be >= 1"),
             (self.executor in EXECUTORS, f"executor must be one of {EXECUTORS}"),
+            (self.landmarks is None or self.landmarks in LANDMARK_MODELS, f"landmarks must be one of {LANDMARK_MODELS}"),
+            (self.batch_size >= 1, "batch-size must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -86,9 +95,16 @@ class BuildConfig:
         data = dict(data)
         data["out"] = Path(data["out"])
         data["licenses"] = tuple(data["licenses"])
-        if data.get("blocklist"):
-            data["blocklist"] = Path(data["blocklist"])
+        for key in ("blocklist", "weights_dir"):
+            if data.get(key):
+                data[key] = Path(data[key])
         return cls(**data)
+
+    @property
+    def reference_models(self) -> list[str]:
+        """The reference backends this build needs (their weights must be on disk)."""
+        chosen = [self.detector, self.keypoints, self.landmarks]
+        return [m for m in ("dsfd", "keypointrcnn", "face-alignment") if m in chosen]
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
@@ -104,7 +120,7 @@ class BuildConfig:
             for k, v in self.to_json().items()
             if k
             not in ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url", "crawl_date",
-                   "rate", "retry_budget", "executor", "ray_address")
+                   "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device", "batch_size")
         }
         if self.blocklist is not None:
             relevant["blocklist"] = hashlib.sha256(Path(self.blocklist).read_bytes()).hexdigest()

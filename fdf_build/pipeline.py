@@ -93,11 +93,10 @@ class Stages:
             throttle=HostThrottle(config.rate, max_pause=config.max_retry_after),
             budget=RetryBudget(config.retry_budget),
         )
-        detector = make_detector(
-            config.detector, score_threshold=config.detector_threshold, max_side=config.detect_max_side
-        )
-        keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold)
-        return cls(fetcher, detector, keypoints, config, threading.Semaphore(os.cpu_count() or 1))
+        detector, keypoints = make_models(config)
+        # batching backends want at least a batch of photos inside inference at once
+        slots = max(os.cpu_count() or 1, config.batch_size if config.reference_models else 1)
+        return cls(fetcher, detector, keypoints, config, threading.Semaphore(slots))
 
     def process(self, photo: Photo, writer: ShardWriter) -> Counter:
         """Run one photo through every stage; staged faces go to ``writer``, the return value counts outcomes."""
@@ -148,6 +147,58 @@ class Stages:
         return None
 
 
+def check_models(config: BuildConfig) -> None:
+    """Fail before any work when a reference backend cannot run: no torch, or weights not on disk."""
+    if not config.reference_models:
+        return
+    try:
+        from .reference import MissingWeights, find_weights
+    except ImportError as e:
+        raise BuildError(f"{', '.join(config.reference_models)} need the reference extra "
+                         f"(pip install -e '.[reference]'): {e}") from None
+    for model in config.reference_models:
+        try:
+            find_weights(model, config.weights_dir)
+        except MissingWeights as e:
+            raise BuildError(str(e)) from None
+
+
+def make_models(config: BuildConfig, *, random_init: bool = False):
+    """The face detector and keypoint stage a config asks for; reference backends are batched."""
+    if "dsfd" == config.detector or config.keypoints == "keypointrcnn" or config.landmarks:
+        from . import reference
+
+        common = dict(weights_dir=config.weights_dir, device=config.device, fp16=config.fp16, random_init=random_init)
+    if config.detector == "dsfd":
+        detector = reference.BatchedDetector(
+            reference.DSFDDetector(canvas=config.detect_max_side, score_threshold=config.detector_threshold, **common),
+            config.batch_size)
+    else:
+        detector = make_detector(config.detector, score_threshold=config.detector_threshold,
+                                 max_side=config.detect_max_side)
+    if config.keypoints == "keypointrcnn":
+        keypoints = reference.BatchedKeypoints(
+            reference.KeypointRCNN(canvas=config.detect_max_side, **common), config.batch_size,
+            reference.FaceAlignment68(**common) if config.landmarks else None)
+    else:
+        keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold)
+        if config.landmarks:
+            landmarks = reference.BatchedKeypoints(None, config.batch_size, reference.FaceAlignment68(**common))
+            keypoints = _chain(keypoints, landmarks)
+    return detector, keypoints
+
+
+def _chain(first, second):
+    if first is None:
+        return second
+
+    def both(image, faces):
+        return second(image, first(image, faces))
+
+    both.name = first.name
+    return both
+
+
 def select(config: BuildConfig, summary: ScanSummary, progress: Progress) -> Iterator[Photo]:
     """Eligible photos in file order, at most ``config.limit``; ``summary`` counts everything read."""
     eligibility = Eligibility.from_options(config.licenses, config.blocklist)
@@ -195,6 +246,7 @@ def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:
 
 def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
     progress = progress or (lambda stage, n: None)
+    check_models(config)
     work, crawl_date = _prepare_work_dir(config)
     summary = Summary()
     scan_summary = ScanSummary()

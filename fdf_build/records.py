@@ -123,6 +123,8 @@ class Face:
     score: float
     keypoints: NDArray[np.float32]
     keypoint_model: str = ""
+    #: ``(68, 2) float32`` face-alignment landmarks in original-photo pixels, when asked for
+    landmarks68: Optional[NDArray[np.float32]] = None
 
     @property
     def width(self) -> float:

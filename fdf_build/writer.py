@@ -121,6 +121,7 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
         "photo_url": c.photo_url,
         "user_nsid": p.user_nsid,
         "yfcc100m_line_idx": p.line_number,
+        **({"landmarks68": _points(c.face.landmarks68, 2)} if c.face.landmarks68 is not None else {}),
     }
 
 
