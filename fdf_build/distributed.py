@@ -1,4 +1,5 @@
-"""Distribution: build shards on a Ray cluster (``--executor ray``), one actor per CPU slot.
+"""Distribution: build shards on a Ray cluster (``--executor ray``), one actor per CPU (or per GPU with
+``--device cuda``).
 
 Each actor loads the models once (like a local build's :class:`~fdf_build.pipeline.Stages`)
 and builds whole shards, writing them where a local build would; the driver
@@ -42,8 +43,15 @@ def run_shards_ray(config: BuildConfig, jobs: Iterable, crawl_date: str, progres
     if started_here:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
     try:
-        actor = ray.remote(num_cpus=1)(ShardActor)
-        actors = [actor.remote(config) for _ in range(max(1, int(ray.available_resources().get("CPU", 1))))]
+        resources = ray.available_resources()
+        if config.device.startswith("cuda"):
+            # reference backends on GPUs: one actor per GPU, each batching its shards' photos
+            actor, count = ray.remote(num_cpus=1, num_gpus=1)(ShardActor), int(resources.get("GPU", 0))
+            if not count:
+                raise ValueError("--device cuda with --executor ray: the Ray cluster has no GPU")
+        else:
+            actor, count = ray.remote(num_cpus=1)(ShardActor), int(resources.get("CPU", 1))
+        actors = [actor.remote(config) for _ in range(max(1, count))]
         pool = ActorPool(actors)
         in_flight, limit = 0, len(actors) * (1 + QUEUE_PER_ACTOR)
         for photos, shard_dir in jobs:
