@@ -309,6 +309,7 @@ def load_saved_config(out: Path, **overrides) -> BuildConfig:
 def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
     """Re-process the photos of a finished build that failed for transient reasons, then merge again."""
     progress = progress or (lambda stage, n: None)
+    check_models(config)
     work, crawl_date = _prepare_work_dir(config)
     previous = Path(config.out) / "stats.json"
     if not previous.is_file():
