@@ -165,7 +165,7 @@ def check_models(config: BuildConfig) -> None:
 
 def make_models(config: BuildConfig, *, random_init: bool = False):
     """The face detector and keypoint stage a config asks for; reference backends are batched."""
-    if "dsfd" == config.detector or config.keypoints == "keypointrcnn" or config.landmarks:
+    if config.reference_models:
         from . import reference
 
         common = dict(weights_dir=config.weights_dir, device=config.device, fp16=config.fp16, random_init=random_init)
@@ -178,25 +178,12 @@ def make_models(config: BuildConfig, *, random_init: bool = False):
                                  max_side=config.detect_max_side)
     if config.keypoints == "keypointrcnn":
         keypoints = reference.BatchedKeypoints(
-            reference.KeypointRCNN(canvas=config.detect_max_side, **common), config.batch_size,
-            reference.FaceAlignment68(**common) if config.landmarks else None)
+            reference.KeypointRCNN(canvas=config.detect_max_side, **common), config.batch_size)
     else:
         keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold)
-        if config.landmarks:
-            landmarks = reference.BatchedKeypoints(None, config.batch_size, reference.FaceAlignment68(**common))
-            keypoints = _chain(keypoints, landmarks)
+    if config.landmarks:
+        keypoints = reference.WithLandmarks68(keypoints, reference.FaceAlignment68(**common))
     return detector, keypoints
-
-
-def _chain(first, second):
-    if first is None:
-        return second
-
-    def both(image, faces):
-        return second(image, first(image, faces))
-
-    both.name = first.name
-    return both
 
 
 def select(config: BuildConfig, summary: ScanSummary, progress: Progress) -> Iterator[Photo]:

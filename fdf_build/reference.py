@@ -268,17 +268,25 @@ class BatchedDetector:
 
 
 class BatchedKeypoints:
-    """Keypoint R-CNN persons found in batches, matched per image (and 68 landmarks when asked)."""
+    """Keypoint R-CNN persons found in batches across worker threads, matched per image."""
 
-    def __init__(self, model: Optional[KeypointRCNN], batch_size: int, landmarks: Optional[FaceAlignment68] = None):
-        self.model, self.landmarks = model, landmarks
-        self.name = model.name if model else "detector"
-        self._batcher = Batcher(model.persons_batch, batch_size) if model else None
+    def __init__(self, model: KeypointRCNN, batch_size: int):
+        self.model, self.name = model, model.name
+        self._batcher = Batcher(model.persons_batch, batch_size)
 
     def __call__(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
-        if self.model is not None:
-            faces = self.model.match(faces, self._batcher(image))
-        if self.landmarks is not None:
-            points = self.landmarks.landmarks_batch(image, [f.box for f in faces])
-            faces = [replace(f, landmarks68=p) for f, p in zip(faces, points)]
-        return faces
+        return self.model.match(faces, self._batcher(image))
+
+
+class WithLandmarks68:
+    """Any keypoint stage (or none), then 68 face-alignment landmarks for each face."""
+
+    def __init__(self, keypoints, landmarks: FaceAlignment68):
+        self.keypoints, self.landmarks = keypoints, landmarks
+        self.name = keypoints.name if keypoints is not None else "detector"
+
+    def __call__(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        if self.keypoints is not None:
+            faces = self.keypoints(image, faces)
+        points = self.landmarks.landmarks_batch(image, [f.box for f in faces])
+        return [replace(f, landmarks68=p) for f, p in zip(faces, points)]
