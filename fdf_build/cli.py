@@ -14,7 +14,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import metadata
-from .config import DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, LANDMARK_MODELS, BuildConfig
+from .config import (DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, LANDMARK_MODELS, UNMATCHED,
+                     BuildConfig)
 from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
 from .scan import scan as scan_metadata
 
@@ -64,6 +65,9 @@ def build_options(command):
         click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True,
                      help="Keypoint model for ears and shoulders (keypointrcnn: the reference's); "
                           "'none' keeps the detector's nose and eyes."),
+        click.option("--unmatched", type=click.Choice(UNMATCHED), default="keep", show_default=True,
+                     help="A face no person's keypoints matched: keep it (missing keypoints are NaN/null) "
+                          "or drop it, as FDF256 did."),
         click.option("--crawl-date", help="date_crawled to record (default: the day the build started)."),
     ]
     for option in reversed(options):
@@ -121,12 +125,14 @@ def echo_build_summary(summary: dict, out: Path) -> None:
         f"photos: {photos.get('tried', 0):,} tried, {photos.get('fetched', 0):,} fetched, "
         f"{skipped.get('photo_removed', 0):,} removed from Flickr, {skipped.get('no_face', 0):,} without faces"
     )
-    failed = {k: v for k, v in skipped.items() if k not in ("photo_removed", "no_face", "face_too_small")}
+    failed = {k: v for k, v in skipped.items()
+              if k not in ("photo_removed", "no_face", "face_too_small", "no_matched_person")}
     if failed:
         echo_counter("failed", failed, "  ")
     click.echo(
         f"faces: {faces.get('found', 0):,} found, {faces.get('too_small', 0):,} dropped as too small, "
-        f"{faces.get('kept', 0):,} kept: "
+        + (f"{faces['unmatched']:,} dropped without a matched person, " if faces.get("unmatched") else "")
+        + f"{faces.get('kept', 0):,} kept: "
         + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
     )
     click.echo(f"dataset: {out}/{{train,val}}/  (stats in {out}/stats.json)")

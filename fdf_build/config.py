@@ -22,6 +22,8 @@ DEFAULT_EXPAND = 2.0
 DETECTORS = ("retinaface", "dsfd")
 KEYPOINT_MODELS = ("mediapipe", "keypointrcnn", "none")
 LANDMARK_MODELS = ("face-alignment",)
+#: What happens to a face that no person's keypoints matched: FDF256 dropped them (every face has 7 keypoints).
+UNMATCHED = ("keep", "drop")
 EXECUTORS = ("local", "ray")
 
 
@@ -52,6 +54,7 @@ class BuildConfig:
     detect_max_side: int = 1024
     keypoints: str = "mediapipe"
     keypoint_threshold: float = 0.5
+    unmatched: str = "keep"
     #: reference backends (the [reference] extra): 68-point landmarks, where their weights are, how they run
     landmarks: Optional[str] = None
     weights_dir: Optional[Path] = None
@@ -77,6 +80,8 @@ class BuildConfig:
             (0.0 <= self.val_fraction <= 1.0, "val-fraction must be in [0, 1]"),
             (self.detector in DETECTORS, f"detector must be one of {DETECTORS}"),
             (self.keypoints in KEYPOINT_MODELS, f"keypoints must be one of {KEYPOINT_MODELS}"),
+            (self.unmatched in UNMATCHED, f"unmatched must be one of {UNMATCHED}"),
+            (self.unmatched == "keep" or self.keypoints != "none", "--unmatched drop needs a keypoint model"),
             (self.shard_size >= 1, "shard-size must be >= 1"),
             (self.executor in EXECUTORS, f"executor must be one of {EXECUTORS}"),
             (self.landmarks is None or self.landmarks in LANDMARK_MODELS, f"landmarks must be one of {LANDMARK_MODELS}"),
@@ -105,6 +110,13 @@ class BuildConfig:
         """The reference backends this build needs (their weights must be on disk)."""
         chosen = [self.detector, self.keypoints, self.landmarks]
         return [m for m in ("dsfd", "keypointrcnn", "face-alignment") if m in chosen]
+
+    @property
+    def threads(self) -> int:
+        """Photos in flight at once: ``workers``, raised for GPU backends so their per-size batches can fill."""
+        if self.reference_models and self.device.startswith("cuda"):
+            return max(self.workers, 4 * self.batch_size)
+        return self.workers
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}

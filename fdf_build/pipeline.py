@@ -94,8 +94,8 @@ class Stages:
             budget=RetryBudget(config.retry_budget),
         )
         detector, keypoints = make_models(config)
-        # batching backends want at least a batch of photos inside inference at once
-        slots = max(os.cpu_count() or 1, config.batch_size if config.reference_models else 1)
+        # CPU models get a slot per core; batching backends want every photo in flight inside inference at once
+        slots = max(config.threads, config.batch_size) if config.reference_models else os.cpu_count() or 1
         return cls(fetcher, detector, keypoints, config, threading.Semaphore(slots))
 
     def process(self, photo: Photo, writer: ShardWriter) -> Counter:
@@ -125,11 +125,18 @@ class Stages:
         if not faces:
             return Skip(SkipReason.NO_FACE)
         large = [f for f in faces if face_large_enough(f, self.config.min_face)]
-        stats.update(found=len(faces), too_small=len(faces) - len(large), kept=len(large))
+        stats.update(found=len(faces), too_small=len(faces) - len(large))
         if not large:
             return Skip(SkipReason.FACE_TOO_SMALL, f"{len(faces)} face(s), all under {self.config.min_face} px")
         if self.keypoints is not None:
             large = self.keypoints(image, large)
+        if self.config.unmatched == "drop":
+            matched = [f for f in large if f.keypoint_model == self.keypoints.name]
+            stats.update(unmatched=len(large) - len(matched))
+            if not matched:
+                return Skip(SkipReason.NO_MATCHED_PERSON, f"{len(large)} face(s), none matched to a person")
+            large = matched
+        stats.update(kept=len(large))
         canonical_url = metadata.photo_url(photo, size=self.config.flickr_size)
         for index, face in enumerate(large):
             t = square_around(face.box, expand=self.config.expand, out_size=self.config.size)
@@ -171,14 +178,14 @@ def make_models(config: BuildConfig, *, random_init: bool = False):
         common = dict(weights_dir=config.weights_dir, device=config.device, fp16=config.fp16, random_init=random_init)
     if config.detector == "dsfd":
         detector = reference.BatchedDetector(
-            reference.DSFDDetector(canvas=config.detect_max_side, score_threshold=config.detector_threshold, **common),
+            reference.DSFDDetector(max_side=config.detect_max_side, score_threshold=config.detector_threshold, **common),
             config.batch_size)
     else:
         detector = make_detector(config.detector, score_threshold=config.detector_threshold,
                                  max_side=config.detect_max_side)
     if config.keypoints == "keypointrcnn":
         keypoints = reference.BatchedKeypoints(
-            reference.KeypointRCNN(canvas=config.detect_max_side, **common), config.batch_size)
+            reference.KeypointRCNN(max_side=config.detect_max_side, **common), config.batch_size)
     else:
         keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold)
     if config.landmarks:
@@ -320,7 +327,7 @@ def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Su
 
 
 def _run_shard(stages: Stages, photos: list[Photo], writer: ShardWriter, progress: Progress) -> dict:
-    with ThreadPoolExecutor(stages.config.workers, thread_name_prefix="photo") as pool:
+    with ThreadPoolExecutor(stages.config.threads, thread_name_prefix="photo") as pool:
         futures = [pool.submit(stages.process, photo, writer) for photo in photos]
         for future in as_completed(futures):
             result = future.result()

@@ -47,6 +47,7 @@ class SkipReason(str, enum.Enum):
     # detection and faces
     NO_FACE = "no_face"
     FACE_TOO_SMALL = "face_too_small"
+    NO_MATCHED_PERSON = "no_matched_person"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,16 @@ hub cache (``$TORCH_HOME/hub/checkpoints/``), under the upstream file name, and 
 with a message naming the file, its upstream URL and where to put it (:class:`MissingWeights`).
 ``random_init=True`` builds the same network with random weights, for tests of the code path only.
 
-Batching: each backend has a ``*_batch`` method over a list of images, which it letterboxes to one
-square canvas (``canvas`` px, zero padding at the right and bottom) so a batch is one tensor; one image
-or a batch of them gives the same result. On CUDA, ``fp16=True`` runs under autocast.
+Batching: each backend has a ``*_batch`` method over a list of photos and a ``*_prepared`` one over
+photos already shrunk to ``max_side`` (:class:`Fitted`, made by worker threads). DSFD pads a batch to
+one size; keypoint R-CNN takes photos of any sizes, as torchvision's detection models do. One photo or
+a batch of them gives the same result. On CUDA, ``fp16=True`` runs under autocast.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -70,19 +71,30 @@ def _device(device: str):
     return torch.device(device)
 
 
-def letterbox(images: list[np.ndarray], canvas: int) -> tuple[np.ndarray, list[float]]:
-    """Shrink each image to fit ``canvas`` (never enlarge) and pad right/bottom: ``(N, canvas, canvas, 3)`` and scales."""
-    batch = np.zeros((len(images), canvas, canvas, 3), dtype=np.uint8)
-    scales = []
-    for i, image in enumerate(images):
+@dataclass(frozen=True)
+class Fitted:
+    """A photo shrunk (never enlarged) to a model's largest input side, ready to join a batch.
+
+    Worker threads make these, so resizing runs beside the GPU, not before it;
+    ``scale`` maps original-photo pixels to ``image`` pixels, per axis (x, y).
+    """
+
+    image: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, max_side: int) -> "Fitted":
         h, w = image.shape[:2]
-        scale = min(1.0, canvas / max(h, w))
-        if scale < 1.0:
-            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                               interpolation=cv2.INTER_AREA)
-        batch[i, : image.shape[0], : image.shape[1]] = image
-        scales.append(scale)
-    return batch, scales
+        factor = min(1.0, max_side / max(h, w))
+        if factor < 1.0:
+            size = (max(1, round(w * factor)), max(1, round(h * factor)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        fh, fw = image.shape[:2]
+        return cls(np.ascontiguousarray(image), np.array([fw / w, fh / h], dtype=np.float32))
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """``(..., 2)`` points in ``image`` pixels to original-photo pixels."""
+        return points / self.scale
 
 
 class _TorchBackend:
@@ -102,75 +114,104 @@ class _TorchBackend:
 
 class DSFDDetector(_TorchBackend):
     name = "dsfd-resnet152 (face_detection 0.2.2)"
+    #: face_detection's per-channel mean (RGB); whole numbers, so a uint8 pad of it is exactly zero once subtracted
+    MEAN = (123, 117, 104)
 
     def __init__(self, *, weights_dir: Optional[Path] = None, device: str = "cpu", fp16: bool = False,
-                 canvas: int = 1024, score_threshold: float = 0.5, nms_threshold: float = 0.3,
+                 max_side: int = 1024, score_threshold: float = 0.5, nms_threshold: float = 0.3,
                  random_init: bool = False):
-        import torch  # noqa: F401
+        import torch
         from face_detection.dsfd.config import resnet152_model_config
         from face_detection.dsfd.face_ssd import SSD
 
-        self.device, self.fp16, self.canvas = _device(device), fp16, canvas
+        self.device, self.fp16, self.max_side = _device(device), fp16, max_side
         self.score_threshold, self.nms_threshold = score_threshold, nms_threshold
         self.net = self._load(SSD(resnet152_model_config), "dsfd", weights_dir, random_init)
-        self.mean = np.array([123, 117, 104], dtype=np.float32)
+        self.mean = torch.tensor(self.MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+
+    def prepare(self, image: np.ndarray) -> Fitted:
+        return Fitted.of(image, self.max_side)
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        return self.detect_prepared([self.prepare(image) for image in images])
+
+    def detect_prepared(self, fitted: list[Fitted]) -> list[list[Face]]:
+        """Faces per photo, found in one forward pass over photos padded to a common size.
+
+        face_detection runs one photo at its own size; the pad (right and bottom) is the mean
+        colour, which is zero after mean subtraction, as the network's own zero padding is.
+        """
         import torch
         from torchvision.ops import nms
 
-        batch, scales = letterbox(images, self.canvas)
-        x = torch.from_numpy(np.moveaxis(batch.astype(np.float32) - self.mean, -1, 1)).to(self.device)
+        h = max(f.image.shape[0] for f in fitted)
+        w = max(f.image.shape[1] for f in fitted)
+        batch = np.empty((len(fitted), h, w, 3), dtype=np.uint8)
+        batch[:] = self.MEAN
+        for i, f in enumerate(fitted):
+            batch[i, : f.image.shape[0], : f.image.shape[1]] = f.image
+        # uint8 crosses to the device (a quarter of float32's bytes); the arithmetic runs there
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() - self.mean
         with torch.no_grad(), self._autocast():
             raw = self.net(x[:, [2, 1, 0]], self.score_threshold, self.nms_threshold).float()
         out = []
-        for boxes, scale in zip(raw, scales):
+        for boxes, f in zip(raw, fitted):
             # non-finite boxes only come from untrained weights; they are no faces
             keep = (boxes[:, 4] >= self.score_threshold) & torch.isfinite(boxes).all(dim=1)
             boxes = boxes[keep]
-            boxes = boxes[nms(boxes[:, :4], boxes[:, 4], self.nms_threshold)].cpu().numpy()
-            faces = []
-            for x0, y0, x1, y1, score in boxes:
-                box = np.array([x0, y0, x1, y1], dtype=np.float32) * self.canvas / scale
-                faces.append(Face(box=box, score=round(float(score), 6), keypoints=empty_keypoints()))
-            out.append(faces)
+            pixels = boxes[:, :4] * boxes.new_tensor([w, h, w, h])
+            fh, fw = f.image.shape[:2]
+            # suppression on coordinates normalised by the photo's own size, as face_detection does
+            order = nms(pixels / boxes.new_tensor([fw, fh, fw, fh]), boxes[:, 4], self.nms_threshold)
+            corners = f.to_original(pixels[order].cpu().numpy().reshape(-1, 2, 2)).reshape(-1, 4)
+            out.append([Face(box=box.astype(np.float32), score=round(float(score), 6), keypoints=empty_keypoints())
+                        for box, score in zip(corners, boxes[order, 4].cpu().numpy())])
         return out
 
 
 class KeypointRCNN(_TorchBackend):
+    """torchvision's keypoint R-CNN, each photo at its own size through the model's own resize, as the reference ran it."""
+
     name = "keypointrcnn_resnet50_fpn (torchvision, COCO)"
 
     def __init__(self, *, weights_dir: Optional[Path] = None, device: str = "cpu", fp16: bool = False,
-                 canvas: int = 1024, person_threshold: float = 0.3, random_init: bool = False):
+                 max_side: int = 1024, person_threshold: float = 0.3, random_init: bool = False):
         from torchvision.models.detection import keypointrcnn_resnet50_fpn
 
-        self.device, self.fp16, self.canvas, self.person_threshold = _device(device), fp16, canvas, person_threshold
+        self.device, self.fp16, self.max_side, self.person_threshold = _device(device), fp16, max_side, person_threshold
         net = keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=person_threshold)
         self.net = self._load(net, "keypointrcnn", weights_dir, random_init)
 
+    def prepare(self, image: np.ndarray) -> Fitted:
+        return Fitted.of(image, self.max_side)
+
     def persons_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Per image, ``(P, 7, 2)`` keypoints 0-6 of persons with score >= the threshold, in image pixels."""
+        return self.persons_prepared([self.prepare(image) for image in images])
+
+    def persons_prepared(self, fitted: list[Fitted]) -> list[np.ndarray]:
+        """Per photo, ``(P, 7, 2)`` keypoints 0-6 of persons with score >= the threshold, best first, in photo pixels."""
         import torch
 
-        batch, scales = letterbox(images, self.canvas)
-        tensors = [torch.from_numpy(b).permute(2, 0, 1).float().div(255).to(self.device) for b in batch]
+        tensors = [torch.from_numpy(f.image).to(self.device).permute(2, 0, 1).float().div(255) for f in fitted]
         with torch.no_grad(), self._autocast():
             results = self.net(tensors)
         out = []
-        for result, scale in zip(results, scales):
+        for result, f in zip(results, fitted):
             keep = result["scores"] >= self.person_threshold
-            out.append(result["keypoints"][keep][:, :7, :2].float().cpu().numpy() / scale)
+            out.append(f.to_original(result["keypoints"][keep][:, :7, :2].float().cpu().numpy()))
         return out
 
     def match(self, faces: list[Face], persons: np.ndarray) -> list[Face]:
-        """Each face takes the first person whose nose and both eyes are inside its box."""
+        """Faces in detection order each take the best person not yet taken whose nose and both eyes are inside the box."""
+        taken = set()
         out = []
         for face in faces:
-            for person in persons:
-                if nose_and_eyes_inside(person, face.box):
+            for i, person in enumerate(persons):
+                if i not in taken and nose_and_eyes_inside(person, face.box):
+                    taken.add(i)
                     face = replace(face, keypoints=person.astype(np.float32), keypoint_model=self.name)
                     break
             out.append(face)
@@ -214,16 +255,18 @@ class FaceAlignment68(_TorchBackend):
 class Batcher:
     """Turns single calls from many worker threads into batched calls of ``batch_fn``.
 
-    Worker threads keep decoding and cropping while a batch runs, so the GPU waits
-    on no JPEG decode; a batch goes as soon as ``batch_size`` calls are waiting or
-    ``max_wait`` seconds passed since the first.
+    Worker threads keep decoding and resizing while a batch runs, so the GPU waits
+    on no JPEG decode. Calls are grouped by ``key(item)`` (photo size): a batch of
+    one size needs no padding, so each photo gets exactly the result it would get
+    alone, as the reference ran them. A group goes as soon as ``batch_size`` calls
+    are in it or ``max_wait`` seconds after its first call arrived.
     """
 
-    def __init__(self, batch_fn, batch_size: int, max_wait: float = 0.005):
+    def __init__(self, batch_fn, batch_size: int, max_wait: float = 0.005, key=lambda item: None):
         import queue
         import threading
 
-        self.batch_fn, self.batch_size, self.max_wait = batch_fn, batch_size, max_wait
+        self.batch_fn, self.batch_size, self.max_wait, self.key = batch_fn, batch_size, max_wait, key
         self._queue = queue.Queue()
         threading.Thread(target=self._serve, daemon=True, name="batcher").start()
 
@@ -238,33 +281,47 @@ class Batcher:
         import queue
         import time
 
+        groups: dict = {}  # key -> (deadline, [(item, future)])
         while True:
-            batch = [self._queue.get()]
-            deadline = time.monotonic() + self.max_wait
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
+            timeout = max(0.0, min(d for d, _ in groups.values()) - time.monotonic()) if groups else None
             try:
-                results = self.batch_fn([item for item, _ in batch])
-            except BaseException as e:  # hand the failure to every waiting caller
-                for _, future in batch:
-                    future.set_exception(e)
-                continue
-            for (_, future), result in zip(batch, results):
-                future.set_result(result)
+                item, future = self._queue.get(timeout=timeout)
+                key = self.key(item)
+                deadline, calls = groups.setdefault(key, (time.monotonic() + self.max_wait, []))
+                calls.append((item, future))
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            for key in [k for k, (d, calls) in groups.items() if len(calls) >= self.batch_size or d <= now]:
+                self._run(groups.pop(key)[1])
+
+    def _run(self, calls: list) -> None:
+        try:
+            results = self.batch_fn([item for item, _ in calls])
+        except BaseException as e:  # hand the failure to every waiting caller
+            for _, future in calls:
+                future.set_exception(e)
+            return
+        for (_, future), result in zip(calls, results):
+            future.set_result(result)
+
+
+def _photo_size(fitted: Fitted) -> tuple[int, int]:
+    return fitted.image.shape[:2]
 
 
 class BatchedDetector:
-    """A :class:`DSFDDetector` called per image from worker threads, run in batches."""
+    """A :class:`DSFDDetector` called per photo from worker threads, run in batches.
+
+    The calling worker thread shrinks its photo; the batch thread only pads, copies and runs.
+    """
 
     def __init__(self, detector: DSFDDetector, batch_size: int):
-        self.name = detector.name
-        self._batcher = Batcher(detector.detect_batch, batch_size)
+        self.detector, self.name = detector, detector.name
+        self._batcher = Batcher(detector.detect_prepared, batch_size, key=_photo_size)
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        return self._batcher(image)
+        return self._batcher(self.detector.prepare(image))
 
 
 class BatchedKeypoints:
@@ -272,10 +329,10 @@ class BatchedKeypoints:
 
     def __init__(self, model: KeypointRCNN, batch_size: int):
         self.model, self.name = model, model.name
-        self._batcher = Batcher(model.persons_batch, batch_size)
+        self._batcher = Batcher(model.persons_prepared, batch_size, key=_photo_size)
 
     def __call__(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
-        return self.model.match(faces, self._batcher(image))
+        return self.model.match(faces, self._batcher(self.model.prepare(image)))
 
 
 class WithLandmarks68:

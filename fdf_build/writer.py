@@ -179,7 +179,7 @@ class ShardWriter:
             counts.update(row["counts"])
         return {
             "photos": {k: counts[k] for k in ("tried", "fetched")},
-            "faces": {k: counts[k] for k in ("found", "too_small", "kept")},
+            "faces": {k: counts[k] for k in ("found", "too_small", "unmatched", "kept")},
             "skipped": {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("skip:")},
         }
 

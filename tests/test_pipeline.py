@@ -124,6 +124,27 @@ def test_layout_shapes_and_keypoints_inside_crops(built):
     assert authors[0] and authors[1] and not authors[0] & authors[1]
 
 
+def test_unmatched_faces_can_be_dropped_as_fdf256_did(built, world, tmp_path):
+    from fdf_build.keypoints import MediaPipePose
+
+    def faces(out):
+        return {(m["yfcc100m_line_idx"], tuple(m["original_bounding_box"])): m["keypoint_model"]
+                for split in ("train", "val") for m in json.loads((out / split / "fdf_metainfo.json").read_text()).values()}
+
+    kept = faces(built[0])
+    unmatched = {k for k, model in kept.items() if model != MediaPipePose.name}
+    assert unmatched, "the demo photos hold a face BlazePose does not match"
+    summary = build(world, tmp_path / "drop", unmatched="drop").to_dict()
+    assert set(faces(tmp_path / "drop")) == set(kept) - unmatched
+    assert summary["faces"]["unmatched"] == len(unmatched)
+    assert summary["faces"]["kept"] == len(kept) - len(unmatched)
+    lines = {line for line, _ in kept}
+    emptied = {line for line in lines if all(k in unmatched for k in kept if k[0] == line)}
+    assert summary["skipped"].get("no_matched_person", 0) == len(emptied)
+    with pytest.raises(ValueError, match="needs a keypoint model"):
+        BuildConfig(metadata="-", out=tmp_path, keypoints="none", unmatched="drop")
+
+
 def dataset_bytes(out: Path) -> dict:
     files = {}
     for split in ("train", "val"):

@@ -18,11 +18,50 @@ reference = pytest.importorskip("fdf_build.reference")
 PHOTOS = [load_rgb(DEMO_DATA / name) for name in ("codait_luciano.jpg", "pexels_woman_turned.jpg")]
 
 
+def with_measured_batchnorm(backend, photos):
+    """Random weights, but batch-norm statistics measured on real photos (as training would leave them).
+
+    Untrained running statistics let activations grow through ResNet-152 until boxes are
+    ~1e19 and tiny float differences decide everything; measured ones keep outputs comparable.
+    """
+    norms = [m for m in backend.net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the calls below
+        m.train()
+    run = backend.detect_batch if hasattr(backend, "detect_batch") else backend.persons_batch
+    for photo in photos:
+        run([photo])
+    backend.net.eval()
+    return backend
+
+
 @pytest.fixture(scope="module")
 def dsfd():
     torch.manual_seed(0)
     # a low threshold so random weights still yield boxes to compare
-    return reference.DSFDDetector(random_init=True, canvas=384, score_threshold=0.05)
+    return with_measured_batchnorm(reference.DSFDDetector(random_init=True, max_side=384, score_threshold=0.05), PHOTOS)
+
+
+def same_faces(a, b):
+    assert len(a) == len(b)
+    np.testing.assert_allclose([f.box for f in a], [f.box for f in b], rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose([f.score for f in a], [f.score for f in b], atol=1e-5)
+
+
+def in_threads(fn, items):
+    """``fn`` called on each item from its own thread, as the build's workers call the batched backends."""
+    results = [None] * len(items)
+
+    def work(i):
+        results[i] = fn(items[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(items))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
 
 
 def test_missing_weights_stop_the_build_before_any_work(tmp_path, monkeypatch):
@@ -52,32 +91,69 @@ def test_weights_are_found_in_the_hub_cache(tmp_path, monkeypatch):
     np.testing.assert_allclose(loaded.landmarks_batch(PHOTOS[0], boxes), original.landmarks_batch(PHOTOS[0], boxes))
 
 
-def test_dsfd_shapes_and_batch_equals_single(dsfd):
-    batch = dsfd.detect_batch(PHOTOS)
-    singles = [dsfd(p) for p in PHOTOS]
-    for faces, single in zip(batch, singles):
+def test_dsfd_boxes_are_in_photo_pixels_and_batches_change_nothing(dsfd):
+    mirrored = np.ascontiguousarray(PHOTOS[0][:, ::-1])
+    singles = [dsfd(p) for p in (PHOTOS[0], mirrored, PHOTOS[1])]
+    for faces, photo in zip(singles, (PHOTOS[0], mirrored, PHOTOS[1])):
         assert faces, "random weights at a 0.05 threshold should still give boxes"
-        assert all(f.box.shape == (4,) and np.isnan(f.keypoints).all() for f in faces)
-        top = lambda fs: np.array([f.box for f in sorted(fs, key=lambda f: -f.score)[:10]])  # noqa: E731
-        np.testing.assert_allclose(top(faces), top(single), rtol=1e-3, atol=0.5)
-        assert np.isfinite([f.box for f in faces]).all() and all(0.05 <= f.score <= 1 for f in faces)
+        assert all(f.box.shape == (4,) and np.isnan(f.keypoints).all() and 0.05 <= f.score <= 1 for f in faces)
+        boxes = np.array([f.box for f in faces])
+        h, w = photo.shape[:2]  # photos larger than max_side: boxes come back scaled up to the photo
+        assert boxes[:, 2].max() > 384 * 0.9 * w / max(h, w) and (boxes[:, [0, 2]] < 1.5 * w).all()
+    # one size: one batch, no padding, each photo's own result
+    for faces, single in zip(dsfd.detect_batch([PHOTOS[0], mirrored]), singles):
+        same_faces(faces, single)
+    # the batched stage, called from worker threads with photos of two sizes, groups them by size
+    batched = reference.BatchedDetector(dsfd, batch_size=3)
+    for faces, single in zip(in_threads(batched, [PHOTOS[0], PHOTOS[1], mirrored]), singles[:1] + singles[2:] + singles[1:2]):
+        same_faces(faces, single)
 
 
-def test_keypointrcnn_persons_and_matching():
+def test_keypointrcnn_persons_in_photo_pixels_and_batches_change_nothing():
     torch.manual_seed(0)
-    model = reference.KeypointRCNN(random_init=True, canvas=256, person_threshold=0.0)
-    persons = model.persons_batch(PHOTOS[:1])
-    assert len(persons) == 1 and persons[0].ndim == 3 and persons[0].shape[1:] == (7, 2)
+    model = reference.KeypointRCNN(random_init=True, max_side=256, person_threshold=0.0)
+    # torchvision's own resize (800 px) and 100 persons per photo cost ~5 s a photo on 2 cores; smaller is the same path
+    model.net.transform.min_size, model.net.transform.max_size = (320,), 512
+    model.net.roi_heads.detections_per_img = 10
+    model = with_measured_batchnorm(model, PHOTOS)
+    mirrored = np.ascontiguousarray(PHOTOS[0][:, ::-1])
+    singles = [model.persons_batch([p])[0] for p in (PHOTOS[0], mirrored, PHOTOS[1])]
+    for persons, photo in zip(singles, (PHOTOS[0], mirrored, PHOTOS[1])):
+        h, w = photo.shape[:2]
+        assert persons.ndim == 3 and len(persons) > 0 and persons.shape[1:] == (7, 2)
+        assert persons[..., 0].max() <= w + 1 and persons[..., 1].max() <= h + 1
+        assert persons[..., 1].max() > 0.5 * h  # scaled back to the photo, not left at 256 px
+    for persons, single in zip(model.persons_batch([PHOTOS[0], mirrored]), singles):
+        np.testing.assert_allclose(persons, single, rtol=1e-4, atol=1e-2)
+    # the batched stage from worker threads, photos of two sizes: each face gets its photo's own best person
     from fdf_build.records import Face
 
-    face = Face(box=np.array([10, 10, 50, 50], np.float32), score=0.9, keypoints=np.full((7, 2), np.nan, np.float32))
-    neighbour = np.full((7, 2), 100.0)  # nose and eyes outside the box
+    photos = (PHOTOS[0], PHOTOS[1], mirrored)
+    best = [singles[0][0], singles[2][0], singles[1][0]]
+    faces = [Face(box=np.r_[p[:3].min(0) - 1, p[:3].max(0) + 1].astype(np.float32), score=0.9,
+                  keypoints=np.full((7, 2), np.nan, np.float32)) for p in best]
+    batched = reference.BatchedKeypoints(model, batch_size=2)
+    matched = in_threads(lambda i: batched(photos[i], [faces[i]]), [0, 1, 2])
+    for (face,), person in zip(matched, best):
+        np.testing.assert_allclose(face.keypoints, person, rtol=1e-4, atol=1e-2)
+
+
+def test_keypointrcnn_matching_is_one_person_per_face_in_detection_order():
+    from fdf_build.records import Face
+
+    model = reference.KeypointRCNN.__new__(reference.KeypointRCNN)  # matching needs no network
+    nan = np.full((7, 2), np.nan, np.float32)
+    first = Face(box=np.array([10, 10, 50, 50], np.float32), score=0.9, keypoints=nan)
+    overlapping = Face(box=np.array([5, 5, 55, 55], np.float32), score=0.8, keypoints=nan)
+    neighbour = np.full((7, 2), 100.0)  # nose and eyes outside both boxes
     inside = np.array([[30, 30], [40, 20], [20, 20], [45, 25], [15, 25], [60, 70], [0, 70]], dtype=np.float32)
-    (matched,) = model.match([face], np.stack([neighbour, inside]))
-    np.testing.assert_array_equal(matched.keypoints, inside)
-    assert matched.keypoint_model == model.name
-    (unmatched,) = model.match([face], neighbour[None])
-    assert np.isnan(unmatched.keypoints).all()
+    also_inside = inside + 2
+    a, b = model.match([first, overlapping], np.stack([neighbour, inside, also_inside]))
+    np.testing.assert_array_equal(a.keypoints, inside)  # the best-scoring person that fits
+    np.testing.assert_array_equal(b.keypoints, also_inside)  # the taken one is not given twice
+    assert a.keypoint_model == b.keypoint_model == model.name
+    a, b = model.match([first, overlapping], np.stack([neighbour, inside]))
+    assert np.isnan(b.keypoints).all() and b.keypoint_model == ""
 
 
 def test_face_alignment_landmarks_map_back_to_the_photo():
@@ -111,6 +187,20 @@ def test_batcher_returns_each_caller_its_own_result():
         t.join(10)
     assert results == {i: 2 * i for i in range(8)}
     assert max(calls) > 1 and sum(calls) == 8
+
+
+def test_batcher_batches_only_items_of_one_size():
+    calls = []
+
+    def sizes(items):
+        calls.append([i.shape for i in items])
+        return [i.shape for i in items]
+
+    batcher = reference.Batcher(sizes, batch_size=3, max_wait=0.05, key=lambda i: i.shape)
+    items = [np.zeros((2, 3)), np.zeros((3, 2)), np.zeros((2, 3)), np.zeros((3, 2)), np.zeros((2, 3))]
+    assert in_threads(batcher, items) == [i.shape for i in items]
+    assert all(len(set(call)) == 1 for call in calls) and sum(map(len, calls)) == 5
+    assert max(map(len, calls)) > 1
 
 
 def test_batcher_hands_failures_to_callers():
