@@ -65,7 +65,7 @@ def end_to_end(dsfd: DSFDDetector, krcnn: KeypointRCNN, batch: int, threads: int
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(one, jpegs))
 
-    return run
+    return run, detector.batcher.batch_sizes
 
 
 def main() -> None:
@@ -101,10 +101,13 @@ def main() -> None:
             # the build's thread count for this batch size (BuildConfig.threads on CUDA)
             threads = args.threads or max(16, 4 * b)
             rates = {name: rate(run, items, n) for name, (run, items, n) in models.items()}
-            rates["end to end"] = rate(end_to_end(dsfd, krcnn, b, threads), jpegs, len(jpegs))
+            run, batches = end_to_end(dsfd, krcnn, b, threads)
+            rates["end to end"] = rate(run, jpegs, len(jpegs))
+            mean_batch = sum(n * k for n, k in batches.items()) / sum(batches.values())
             print(f"{'amp ' if fp16 else 'fp32'} batch {b:2d}: " + "  ".join(
                 f"{name} {r:7.1f} img/s" for name, r in rates.items())
-                + f"  (end to end / models: {rates['end to end'] / rates['dsfd+keypointrcnn']:.2f}x, {threads} threads)")
+                + f"  (end to end / models: {rates['end to end'] / rates['dsfd+keypointrcnn']:.2f}x, {threads} threads,"
+                f" DSFD batches of {mean_batch:.1f} photos on average)")
             table[fp16, b] = rates
     for fp16 in precisions:
         batches = sorted(b for p, b in table if p == fp16)

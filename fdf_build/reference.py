@@ -20,6 +20,7 @@ a batch of them gives the same result. On CUDA, ``fp16=True`` runs under autocas
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -267,6 +268,8 @@ class Batcher:
         import threading
 
         self.batch_fn, self.batch_size, self.max_wait, self.key = batch_fn, batch_size, max_wait, key
+        #: how many batches of each size ran: how well photos of one size fill batches
+        self.batch_sizes: Counter = Counter()
         self._queue = queue.Queue()
         threading.Thread(target=self._serve, daemon=True, name="batcher").start()
 
@@ -296,6 +299,7 @@ class Batcher:
                 self._run(groups.pop(key)[1])
 
     def _run(self, calls: list) -> None:
+        self.batch_sizes[len(calls)] += 1
         try:
             results = self.batch_fn([item for item, _ in calls])
         except BaseException as e:  # hand the failure to every waiting caller
@@ -318,10 +322,10 @@ class BatchedDetector:
 
     def __init__(self, detector: DSFDDetector, batch_size: int):
         self.detector, self.name = detector, detector.name
-        self._batcher = Batcher(detector.detect_prepared, batch_size, key=_photo_size)
+        self.batcher = Batcher(detector.detect_prepared, batch_size, key=_photo_size)
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        return self._batcher(self.detector.prepare(image))
+        return self.batcher(self.detector.prepare(image))
 
 
 class BatchedKeypoints:
@@ -329,10 +333,10 @@ class BatchedKeypoints:
 
     def __init__(self, model: KeypointRCNN, batch_size: int):
         self.model, self.name = model, model.name
-        self._batcher = Batcher(model.persons_prepared, batch_size, key=_photo_size)
+        self.batcher = Batcher(model.persons_prepared, batch_size, key=_photo_size)
 
     def __call__(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
-        return self.model.match(faces, self._batcher(self.model.prepare(image)))
+        return self.model.match(faces, self.batcher(self.model.prepare(image)))
 
 
 class WithLandmarks68:

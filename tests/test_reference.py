@@ -1,6 +1,7 @@
 """Reference backends with randomly initialised weights: the real code paths on real photos, no download."""
 
 import threading
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -200,6 +201,7 @@ def test_batcher_batches_only_items_of_one_size():
     items = [np.zeros((2, 3)), np.zeros((3, 2)), np.zeros((2, 3)), np.zeros((3, 2)), np.zeros((2, 3))]
     assert in_threads(batcher, items) == [i.shape for i in items]
     assert all(len(set(call)) == 1 for call in calls) and sum(map(len, calls)) == 5
+    assert batcher.batch_sizes == Counter(map(len, calls))
     assert max(map(len, calls)) > 1
 
 
