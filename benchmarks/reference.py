@@ -16,6 +16,7 @@ networks with random weights: the same work per image, except that DSFD's post-p
 candidate boxes). Baseline for the batch ratios: the smallest batch size, same device, same run.
 
     python benchmarks/reference.py --device cuda --batch-sizes 1,8 --images 256            # on a GPU
+    python benchmarks/reference.py --device cuda --batch-sizes 1,8 --images 256 --pad-multiple 128
     python benchmarks/reference.py --device cpu --batch-sizes 1,2 --images 6 --max-side 256 --random-init
 """
 
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--photo-side", type=int, default=500, help="longer side of the test photos (YFCC: 500)")
     parser.add_argument("--max-side", type=int, default=1024, help="the build's --detect-max-side")
+    parser.add_argument("--pad-multiple", type=int, default=1, help="the build's --pad-multiple (DSFD)")
     parser.add_argument("--threads", type=int, default=0, help="end-to-end worker threads (default: the build's)")
     parser.add_argument("--weights-dir")
     parser.add_argument("--random-init", action="store_true")
@@ -87,11 +89,12 @@ def main() -> None:
     table = {}  # (fp16, batch size) -> images/s per row
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else os.cpu_count()}"
           f"{'' if args.device.startswith('cuda') else ' cores'}), torch {torch.__version__}, {args.images} photos "
-          f"of {sizes} sizes (longer side {args.photo_side}), {'random' if args.random_init else 'real'} weights")
+          f"of {sizes} sizes (longer side {args.photo_side}), {'random' if args.random_init else 'real'} weights, "
+          f"DSFD pad multiple {args.pad_multiple}")
     for fp16 in precisions:
         common = dict(device=args.device, fp16=fp16, max_side=args.max_side, weights_dir=args.weights_dir,
                       random_init=args.random_init)
-        dsfd, krcnn = DSFDDetector(**common), KeypointRCNN(**common)
+        dsfd, krcnn = DSFDDetector(pad_multiple=args.pad_multiple, **common), KeypointRCNN(**common)
         for b in map(int, args.batch_sizes.split(",")):
             models = {
                 "dsfd": (dsfd.detect_batch, photos, b),

@@ -203,6 +203,9 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
               help="Images per batch for the reference backends.")
 @click.option("--fp16", is_flag=True, help="Mixed precision (autocast) on CUDA for the reference backends.")
+@click.option("--pad-multiple", type=click.IntRange(1), default=1, show_default=True,
+              help="DSFD: pad each photo to a multiple of this many px, so photos of near sizes share GPU "
+                   "batches (64 or 128 on a GPU); 1 runs each at its own size, as the reference did.")
 @click.option("--resume/--restart", default=True, show_default=True,
               help="Keep the completed shards of an earlier run of this build (the default), or discard them.")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,

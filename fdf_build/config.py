@@ -52,6 +52,8 @@ class BuildConfig:
     detector: str = "retinaface"
     detector_threshold: float = 0.5
     detect_max_side: int = 1024
+    #: DSFD input sides rounded up to a multiple of this (1: each photo at its own size, as the reference)
+    pad_multiple: int = 1
     keypoints: str = "mediapipe"
     keypoint_threshold: float = 0.5
     unmatched: str = "keep"
@@ -86,6 +88,7 @@ class BuildConfig:
             (self.executor in EXECUTORS, f"executor must be one of {EXECUTORS}"),
             (self.landmarks is None or self.landmarks in LANDMARK_MODELS, f"landmarks must be one of {LANDMARK_MODELS}"),
             (self.batch_size >= 1, "batch-size must be >= 1"),
+            (self.pad_multiple >= 1, "pad-multiple must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -178,7 +178,8 @@ def make_models(config: BuildConfig, *, random_init: bool = False):
         common = dict(weights_dir=config.weights_dir, device=config.device, fp16=config.fp16, random_init=random_init)
     if config.detector == "dsfd":
         detector = reference.BatchedDetector(
-            reference.DSFDDetector(max_side=config.detect_max_side, score_threshold=config.detector_threshold, **common),
+            reference.DSFDDetector(max_side=config.detect_max_side, pad_multiple=config.pad_multiple,
+                                   score_threshold=config.detector_threshold, **common),
             config.batch_size)
     else:
         detector = make_detector(config.detector, score_threshold=config.detector_threshold,

@@ -19,6 +19,7 @@ a batch of them gives the same result. On CUDA, ``fp16=True`` runs under autocas
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -119,19 +120,24 @@ class DSFDDetector(_TorchBackend):
     MEAN = (123, 117, 104)
 
     def __init__(self, *, weights_dir: Optional[Path] = None, device: str = "cpu", fp16: bool = False,
-                 max_side: int = 1024, score_threshold: float = 0.5, nms_threshold: float = 0.3,
-                 random_init: bool = False):
+                 max_side: int = 1024, pad_multiple: int = 1, score_threshold: float = 0.5,
+                 nms_threshold: float = 0.3, random_init: bool = False):
         import torch
         from face_detection.dsfd.config import resnet152_model_config
         from face_detection.dsfd.face_ssd import SSD
 
-        self.device, self.fp16, self.max_side = _device(device), fp16, max_side
+        self.device, self.fp16, self.max_side, self.pad_multiple = _device(device), fp16, max_side, pad_multiple
         self.score_threshold, self.nms_threshold = score_threshold, nms_threshold
         self.net = self._load(SSD(resnet152_model_config), "dsfd", weights_dir, random_init)
         self.mean = torch.tensor(self.MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
 
     def prepare(self, image: np.ndarray) -> Fitted:
         return Fitted.of(image, self.max_side)
+
+    def batch_key(self, fitted: Fitted) -> tuple[int, int]:
+        """The input size this photo runs at: its own, or rounded up to ``pad_multiple`` (whatever its batch)."""
+        m = self.pad_multiple
+        return tuple(-(-side // m) * m for side in fitted.image.shape[:2])
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect_batch([image])[0]
@@ -142,14 +148,14 @@ class DSFDDetector(_TorchBackend):
     def detect_prepared(self, fitted: list[Fitted]) -> list[list[Face]]:
         """Faces per photo, found in one forward pass over photos padded to a common size.
 
-        face_detection runs one photo at its own size; the pad (right and bottom) is the mean
-        colour, which is zero after mean subtraction, as the network's own zero padding is.
+        face_detection runs one photo at its own size, as this does for photos of one
+        :meth:`batch_key`; any pad (right and bottom) is the mean colour, zero after mean
+        subtraction, as the network's own zero padding is.
         """
         import torch
         from torchvision.ops import nms
 
-        h = max(f.image.shape[0] for f in fitted)
-        w = max(f.image.shape[1] for f in fitted)
+        h, w = np.max([self.batch_key(f) for f in fitted], axis=0)
         batch = np.empty((len(fitted), h, w, 3), dtype=np.uint8)
         batch[:] = self.MEAN
         for i, f in enumerate(fitted):
@@ -188,6 +194,13 @@ class KeypointRCNN(_TorchBackend):
 
     def prepare(self, image: np.ndarray) -> Fitted:
         return Fitted.of(image, self.max_side)
+
+    def batch_key(self, fitted: Fitted) -> tuple[int, int]:
+        """The padded size torchvision's transform gives this photo alone: photos that share it batch with no change."""
+        t = self.net.transform
+        h, w = fitted.image.shape[:2]
+        scale = min(t.min_size[-1] / min(h, w), t.max_size / max(h, w))
+        return tuple(-(-math.floor(side * scale) // t.size_divisible) * t.size_divisible for side in (h, w))
 
     def persons_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return self.persons_prepared([self.prepare(image) for image in images])
@@ -257,10 +270,10 @@ class Batcher:
     """Turns single calls from many worker threads into batched calls of ``batch_fn``.
 
     Worker threads keep decoding and resizing while a batch runs, so the GPU waits
-    on no JPEG decode. Calls are grouped by ``key(item)`` (photo size): a batch of
-    one size needs no padding, so each photo gets exactly the result it would get
-    alone, as the reference ran them. A group goes as soon as ``batch_size`` calls
-    are in it or ``max_wait`` seconds after its first call arrived.
+    on no JPEG decode. Calls are grouped by ``key(item)``, the size the model runs
+    a photo at: a batch of one size pads no photo more than it is padded alone, so
+    each photo gets exactly its result alone. A group goes as soon as
+    ``batch_size`` calls are in it or ``max_wait`` seconds after its first call arrived.
     """
 
     def __init__(self, batch_fn, batch_size: int, max_wait: float = 0.005, key=lambda item: None):
@@ -310,10 +323,6 @@ class Batcher:
             future.set_result(result)
 
 
-def _photo_size(fitted: Fitted) -> tuple[int, int]:
-    return fitted.image.shape[:2]
-
-
 class BatchedDetector:
     """A :class:`DSFDDetector` called per photo from worker threads, run in batches.
 
@@ -322,7 +331,7 @@ class BatchedDetector:
 
     def __init__(self, detector: DSFDDetector, batch_size: int):
         self.detector, self.name = detector, detector.name
-        self.batcher = Batcher(detector.detect_prepared, batch_size, key=_photo_size)
+        self.batcher = Batcher(detector.detect_prepared, batch_size, key=detector.batch_key)
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.batcher(self.detector.prepare(image))
@@ -333,7 +342,7 @@ class BatchedKeypoints:
 
     def __init__(self, model: KeypointRCNN, batch_size: int):
         self.model, self.name = model, model.name
-        self.batcher = Batcher(model.persons_prepared, batch_size, key=_photo_size)
+        self.batcher = Batcher(model.persons_prepared, batch_size, key=model.batch_key)
 
     def __call__(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
         return self.model.match(faces, self.batcher(self.model.prepare(image)))

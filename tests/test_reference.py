@@ -110,6 +110,20 @@ def test_dsfd_boxes_are_in_photo_pixels_and_batches_change_nothing(dsfd):
         same_faces(faces, single)
 
 
+def test_dsfd_pad_multiple_lets_near_sizes_share_a_batch_unchanged(dsfd):
+    import copy
+
+    padded = copy.copy(dsfd)  # the same network
+    padded.pad_multiple = 64
+    crop = np.ascontiguousarray(PHOTOS[0][:370, :380])
+    assert dsfd.batch_key(dsfd.prepare(crop)) != dsfd.batch_key(dsfd.prepare(PHOTOS[0]))
+    assert padded.batch_key(padded.prepare(crop)) == padded.batch_key(padded.prepare(PHOTOS[0])) == (384, 384)
+    for faces, single in zip(padded.detect_batch([PHOTOS[0], crop]), [padded(PHOTOS[0]), padded(crop)]):
+        same_faces(faces, single)
+    # a photo already at a multiple is untouched by the option
+    same_faces(padded(PHOTOS[0]), dsfd(PHOTOS[0]))
+
+
 def test_keypointrcnn_persons_in_photo_pixels_and_batches_change_nothing():
     torch.manual_seed(0)
     model = reference.KeypointRCNN(random_init=True, max_side=256, person_threshold=0.0)
@@ -125,6 +139,12 @@ def test_keypointrcnn_persons_in_photo_pixels_and_batches_change_nothing():
         assert persons[..., 0].max() <= w + 1 and persons[..., 1].max() <= h + 1
         assert persons[..., 1].max() > 0.5 * h  # scaled back to the photo, not left at 256 px
     for persons, single in zip(model.persons_batch([PHOTOS[0], mirrored]), singles):
+        np.testing.assert_allclose(persons, single, rtol=1e-4, atol=1e-2)
+    # photos of other sizes that torchvision pads to one size batch unchanged too
+    key = model.batch_key(model.prepare(PHOTOS[1]))
+    crop = next(c for c in (PHOTOS[1][:h] for h in range(630, 560, -1))
+                if model.batch_key(model.prepare(c)) == key and model.prepare(c).image.shape != model.prepare(PHOTOS[1]).image.shape)
+    for persons, single in zip(model.persons_batch([PHOTOS[1], crop]), [singles[2], model.persons_batch([crop])[0]]):
         np.testing.assert_allclose(persons, single, rtol=1e-4, atol=1e-2)
     # the batched stage from worker threads, photos of two sizes: each face gets its photo's own best person
     from fdf_build.records import Face
