@@ -190,7 +190,8 @@ def make_models(config: BuildConfig, *, random_init: bool = False):
     else:
         keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold)
     if config.landmarks:
-        keypoints = reference.WithLandmarks68(keypoints, reference.FaceAlignment68(**common))
+        keypoints = reference.WithLandmarks68(
+            keypoints, reference.BatchedLandmarks(reference.FaceAlignment68(**common), config.batch_size))
     return detector, keypoints
 
 

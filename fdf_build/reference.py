@@ -162,7 +162,7 @@ class DSFDDetector(_TorchBackend):
             batch[i, : f.image.shape[0], : f.image.shape[1]] = f.image
         # uint8 crosses to the device (a quarter of float32's bytes); the arithmetic runs there
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() - self.mean
-        with torch.no_grad(), self._autocast():
+        with torch.inference_mode(), self._autocast():
             raw = self.net(x[:, [2, 1, 0]], self.score_threshold, self.nms_threshold).float()
         out = []
         for boxes, f in zip(raw, fitted):
@@ -210,7 +210,7 @@ class KeypointRCNN(_TorchBackend):
         import torch
 
         tensors = [torch.from_numpy(f.image).to(self.device).permute(2, 0, 1).float().div(255) for f in fitted]
-        with torch.no_grad(), self._autocast():
+        with torch.inference_mode(), self._autocast():
             results = self.net(tensors)
         out = []
         for result, f in zip(results, fitted):
@@ -249,21 +249,28 @@ class FaceAlignment68(_TorchBackend):
 
     def landmarks_batch(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
         """``(F, 68, 2)`` landmarks in image pixels for the ``F`` face boxes of one image."""
-        import torch
+        return self.landmarks_with(image, boxes, self.points_in_crops)
 
+    def landmarks_with(self, image: np.ndarray, boxes: list[np.ndarray], run) -> np.ndarray:
+        """Crops cut here (a worker thread), landmarks found by ``run`` over the crops, mapped back to the photo."""
         from .geometry import crop, square_around
 
         if not boxes:
             return np.zeros((0, 68, 2), dtype=np.float32)
         transforms = [square_around(b, expand=1.2, out_size=256) for b in boxes]
-        crops = np.stack([crop(image, t) for t in transforms])
-        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).to(self.device)
-        with torch.no_grad(), self._autocast():
+        points = run([crop(image, t) for t in transforms])
+        return np.stack([t.inverse(p) for t, p in zip(transforms, points)]).astype(np.float32)
+
+    def points_in_crops(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """Per 256 x 256 crop, ``(68, 2)`` landmarks in crop pixels: the centre of each heatmap's peak cell."""
+        import torch
+
+        x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div(255)
+        with torch.inference_mode(), self._autocast():
             heatmaps = self.net(x)[-1].float().cpu().numpy()  # (F, 68, 64, 64)
         f, k, h, w = heatmaps.shape
         flat = heatmaps.reshape(f, k, -1).argmax(-1)
-        points = np.stack([flat % w, flat // w], -1).astype(np.float64) + 0.5  # heatmap cell centres
-        return np.stack([t.inverse(p * 256 / w) for t, p in zip(transforms, points)]).astype(np.float32)
+        return list((np.stack([flat % w, flat // w], -1).astype(np.float64) + 0.5) * 256 / w)
 
 
 class Batcher:
@@ -287,11 +294,16 @@ class Batcher:
         threading.Thread(target=self._serve, daemon=True, name="batcher").start()
 
     def __call__(self, item):
+        return self.map([item])[0]
+
+    def map(self, items: list) -> list:
+        """Results for several items of one caller, which may land in one batch or several."""
         from concurrent.futures import Future
 
-        future = Future()
-        self._queue.put((item, future))
-        return future.result()
+        futures = [Future() for _ in items]
+        for item, future in zip(items, futures):
+            self._queue.put((item, future))
+        return [future.result() for future in futures]
 
     def _serve(self) -> None:
         import queue
@@ -348,10 +360,23 @@ class BatchedKeypoints:
         return self.model.match(faces, self.batcher(self.model.prepare(image)))
 
 
+class BatchedLandmarks:
+    """:class:`FaceAlignment68` over the faces of many photos: worker threads cut the crops, batches run them.
+
+    Every crop is 256 x 256, so any faces share a batch with no padding at all.
+    """
+
+    def __init__(self, model: FaceAlignment68, batch_size: int):
+        self.model, self.batcher = model, Batcher(model.points_in_crops, batch_size)
+
+    def landmarks_batch(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+        return self.model.landmarks_with(image, boxes, self.batcher.map)
+
+
 class WithLandmarks68:
     """Any keypoint stage (or none), then 68 face-alignment landmarks for each face."""
 
-    def __init__(self, keypoints, landmarks: FaceAlignment68):
+    def __init__(self, keypoints, landmarks: "FaceAlignment68 | BatchedLandmarks"):
         self.keypoints, self.landmarks = keypoints, landmarks
         self.name = keypoints.name if keypoints is not None else "detector"
 

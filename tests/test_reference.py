@@ -186,6 +186,13 @@ def test_face_alignment_landmarks_map_back_to_the_photo():
     side = 1.2 * 174  # the square around the box that FAN sees
     centre = np.array([(136 + 265) / 2, (46 + 220) / 2])
     assert (np.abs(points[0] - centre) <= side / 2 + 2).all()
+    # batched across photos from worker threads: the same landmarks
+    batched = reference.BatchedLandmarks(fan, batch_size=4)
+    jobs = [(PHOTOS[0], [box, box + 3]), (PHOTOS[1], [np.array([120, 100, 300, 330], np.float32)])]
+    results = in_threads(lambda job: batched.landmarks_batch(*job), jobs)
+    for (photo, boxes), points in zip(jobs, results):
+        np.testing.assert_allclose(points, fan.landmarks_batch(photo, boxes), atol=1e-3)
+    assert sum(size * n for size, n in batched.batcher.batch_sizes.items()) == 3  # every face went through a batch
 
 
 def test_batcher_returns_each_caller_its_own_result():
