@@ -262,3 +262,10 @@ def test_pipeline_stages_with_all_reference_backends():
                                   t.forward_box(faces[0].box), t.forward(faces[0].keypoints), "u"),
                          detector=detector.name, crawl_date="2026-01-01")
     assert len(record["landmarks68"]) == 68 and record["detector"].startswith("dsfd")
+
+
+def test_gpu_builds_keep_enough_photos_in_flight_to_fill_per_size_batches():
+    gpu = BuildConfig(metadata="-", out=".", detector="dsfd", device="cuda", batch_size=16, workers=8)
+    assert gpu.threads == 64
+    assert BuildConfig(metadata="-", out=".", detector="dsfd", device="cpu", batch_size=16, workers=8).threads == 8
+    assert BuildConfig(metadata="-", out=".", device="cuda", workers=8).threads == 8  # no GPU model to feed
