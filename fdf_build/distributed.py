@@ -24,7 +24,7 @@ class ShardActor:
     def __init__(self, config: BuildConfig):
         from .pipeline import Stages
 
-        self.stages = Stages.from_config(config)
+        self.stages = Stages.from_config(config, cpus=1)  # the one CPU Ray gave this actor
 
     def build(self, lines: list[str], shard_dir: str, crawl_date: str) -> tuple[int, dict]:
         from .pipeline import build_shard

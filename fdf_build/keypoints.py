@@ -14,7 +14,13 @@ nose and eyes, with ears and shoulders recorded as missing (NaN), never guessed.
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional, Protocol
 
 import numpy as np
@@ -23,6 +29,31 @@ from numpy.typing import NDArray
 from .records import Face
 
 _MEDIAPIPE_INDEX = (0, 2, 5, 7, 8, 11, 12)
+#: a bundled photo of a person: running it once makes a graph say all it says when it first finds a pose
+_WARM_UP_PHOTO = Path(__file__).parent / "demo_data" / "codait_luciano.jpg"
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def native_stderr_to_log():
+    """Route what native code writes to file descriptor 2 into this module's DEBUG log.
+
+    MediaPipe's C++ logging ignores every setting (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL) and prints
+    warnings meant for its developers under the progress bars. Only for single-threaded moments:
+    anything another thread writes to stderr meanwhile lands in the log too.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                log.debug("mediapipe: %s", line)
 
 
 class KeypointModel(Protocol):
@@ -62,23 +93,36 @@ class MediaPipePose:
 
     A landmark whose visibility is under ``visibility`` (occluded or outside the
     region, where BlazePose extrapolates) is recorded as missing.
+
+    ``graphs`` are made up front, while nothing else runs, each run once on a
+    bundled photo with its C++ chatter sent to the DEBUG log (``-v`` shows it);
+    a graph made later, when more calls than that overlap, prints its own.
     """
 
     name = "mediapipe-pose-full (mediapipe 0.10.21)"
 
-    def __init__(self, *, visibility: float = 0.5):
-        import mediapipe  # noqa: F401  (fail at start-up, not in a worker, if it is missing)
+    def __init__(self, *, visibility: float = 0.5, graphs: int = 1):
+        import cv2
 
         self.visibility = visibility
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        photo = cv2.cvtColor(cv2.imread(str(_WARM_UP_PHOTO)), cv2.COLOR_BGR2RGB)
+        with native_stderr_to_log():
+            for pose in [self._new_graph() for _ in range(graphs)]:
+                pose.process(photo)
+                self._idle.put(pose)
+
+    @staticmethod
+    def _new_graph():
+        import mediapipe as mp
+
+        return mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.3)
 
     def _process(self, region: NDArray[np.uint8]):
         try:
             pose = self._idle.get_nowait()
         except queue.Empty:
-            import mediapipe as mp
-
-            pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.3)
+            pose = self._new_graph()
         try:
             return pose.process(region)
         finally:
@@ -112,10 +156,10 @@ class MediaPipePose:
         return out
 
 
-def make_keypoint_model(name: str, *, visibility: float) -> Optional[KeypointModel]:
+def make_keypoint_model(name: str, *, visibility: float, graphs: int = 1) -> Optional[KeypointModel]:
     """``none`` keeps the detector's own nose and eyes only."""
     if name == "mediapipe":
-        return MediaPipePose(visibility=visibility)
+        return MediaPipePose(visibility=visibility, graphs=graphs)
     if name == "none":
         return None
     raise ValueError(f"unknown keypoint model {name!r}")

@@ -82,7 +82,9 @@ class Stages:
     inference_slots: threading.Semaphore
 
     @classmethod
-    def from_config(cls, config: BuildConfig) -> "Stages":
+    def from_config(cls, config: BuildConfig, *, cpus: Optional[int] = None) -> "Stages":
+        """``cpus``: the cores this process may use for CPU inference (default: all of this machine's)."""
+        cpus = cpus or os.cpu_count() or 1
         fetcher = Fetcher(
             make_session(config.workers),
             timeout=config.timeout,
@@ -93,9 +95,9 @@ class Stages:
             throttle=HostThrottle(config.rate, max_pause=config.max_retry_after),
             budget=RetryBudget(config.retry_budget),
         )
-        detector, keypoints = make_models(config)
+        detector, keypoints = make_models(config, cpus=cpus)
         # CPU models get a slot per core; batching backends want every photo in flight inside inference at once
-        slots = max(config.threads, config.batch_size) if config.reference_models else os.cpu_count() or 1
+        slots = max(config.threads, config.batch_size) if config.reference_models else cpus
         return cls(fetcher, detector, keypoints, config, threading.Semaphore(slots))
 
     def process(self, photo: Photo, writer: ShardWriter) -> Counter:
@@ -170,8 +172,11 @@ def check_models(config: BuildConfig) -> None:
             raise BuildError(str(e)) from None
 
 
-def make_models(config: BuildConfig, *, random_init: bool = False):
-    """The face detector and keypoint stage a config asks for; reference backends are batched."""
+def make_models(config: BuildConfig, *, random_init: bool = False, cpus: int = 1):
+    """The face detector and keypoint stage a config asks for; reference backends are batched.
+
+    ``cpus``: CPU inferences that may run at once (MediaPipe makes that many graphs up front).
+    """
     if config.reference_models:
         from . import reference
 
@@ -188,7 +193,7 @@ def make_models(config: BuildConfig, *, random_init: bool = False):
         keypoints = reference.BatchedKeypoints(
             reference.KeypointRCNN(max_side=config.detect_max_side, **common), config.batch_size)
     else:
-        keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold)
+        keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold, graphs=cpus)
     if config.landmarks:
         keypoints = reference.WithLandmarks68(
             keypoints, reference.BatchedLandmarks(reference.FaceAlignment68(**common), config.batch_size))

@@ -105,3 +105,18 @@ def test_detect_cli_json(tmp_path):
     assert all(p is None or len(p) == 2 for p in face["keypoints"])
     result = CliRunner().invoke(cli, ["detect", str(bad)])
     assert result.exit_code == 1 and "1 of 1 image(s) could not be decoded" in result.output
+
+
+def test_mediapipe_chatter_goes_to_the_debug_log_not_the_terminal(capfd, caplog):
+    import logging
+
+    from fdf_build.keypoints import MediaPipePose
+
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG, logger="fdf_build.keypoints"):
+        pose = MediaPipePose(graphs=2)  # new graphs always warn in C++ on their first run
+    assert capfd.readouterr().err == ""
+    assert any("mediapipe: " in r.getMessage() and "W0000" in r.getMessage() for r in caplog.records)
+    photo = load_rgb(DEMO_DATA / "codait_luciano.jpg")
+    assert pose._idle.qsize() == 2 and pose.person(photo, np.array([136, 46, 265, 220], np.float32)) is not None
+    assert capfd.readouterr().err == ""  # warmed-up graphs stay quiet afterwards
