@@ -257,4 +257,8 @@ def download_dataset(
     if not dry_run and not report.failed:
         wanted = None if licenses is None else [f.license_url for f in files if f.license_url]
         report.layout_problems = verify_dataset(target, wanted)
+        if not verify_only and report.ok:
+            from .privacy import index_dataset
+
+            index_dataset(target)  # so the first search_username.py is as fast as the next
     return report

@@ -274,7 +274,15 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
         summary.shards["built"] += 1
         summary.add_shard(stats)
     summary.selection = scan_summary.to_dict()
+    return _finish(config, summary, shard_dirs)
+
+
+def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Summary:
+    """Merge the shards into the FDF layout, index it for search, and save the summary."""
+    from .privacy import index_dataset
+
     summary.splits = merge_shards(shard_dirs, Path(config.out), val_fraction=config.val_fraction)
+    index_dataset(Path(config.out))
     write_json(Path(config.out) / "stats.json", summary.to_dict())
     return summary
 
@@ -328,9 +336,7 @@ def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Su
         else:
             stats = completed_stats(shard_dir)
         summary.add_shard(stats)
-    summary.splits = merge_shards(shard_dirs, Path(config.out), val_fraction=config.val_fraction)
-    write_json(Path(config.out) / "stats.json", summary.to_dict())
-    return summary
+    return _finish(config, summary, shard_dirs)
 
 
 def _run_shard(stages: Stages, photos: list[Photo], writer: ShardWriter, progress: Progress) -> dict:

@@ -211,6 +211,12 @@ class Match:
         }
 
 
+def index_dataset(path: Path) -> None:
+    """Write (or refresh) every split's search index now, so a user's first search is fast too."""
+    for _, directory in split_dirs(path):
+        MetainfoIndex.open(directory / METAINFO)
+
+
 def search(path: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[Match]:
     nsids, photo_ids = list(nsids), list(photo_ids)
     matches = []
@@ -293,6 +299,7 @@ def remove_faces(plan: RemovalPlan, *, reason: str = "removal request") -> dict:
         "blocklist": blocked,
     })
     _roll_forward(dataset)
+    index_dataset(dataset)  # renumbered splits: the next search should not pay for the index
     return mappings
 
 

@@ -124,6 +124,19 @@ def test_layout_shapes_and_keypoints_inside_crops(built):
     assert authors[0] and authors[1] and not authors[0] & authors[1]
 
 
+def test_build_leaves_a_fresh_search_index(built):
+    from fdf_build import privacy
+
+    out, _ = built
+    for split in ("train", "val"):
+        meta = out / split / "fdf_metainfo.json"
+        index = meta.with_name(meta.name + ".index")
+        written = index.stat().st_mtime_ns
+        nsid = next(iter(json.loads(meta.read_text()).values()))["user_nsid"]
+        assert privacy.search(meta, nsids=[nsid])
+        assert index.stat().st_mtime_ns == written  # used as is, not rebuilt on first search
+
+
 def test_unmatched_faces_can_be_dropped_as_fdf256_did(built, world, tmp_path):
     from fdf_build.keypoints import MediaPipePose
 
