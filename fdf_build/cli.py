@@ -75,6 +75,26 @@ def build_options(command):
     return command
 
 
+def reference_options(command):
+    """Options of the reference backends (``[reference]`` extra), shared by ``build`` and ``detect``."""
+    options = [
+        click.option("--landmarks", type=click.Choice(LANDMARK_MODELS),
+                     help="Also find 68 face-alignment landmarks per face (reference extra)."),
+        click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Where reference weights are (else $TORCH_HOME/hub/checkpoints); never downloaded."),
+        click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N], for the reference backends."),
+        click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+                     help="Images per batch for the reference backends."),
+        click.option("--fp16", is_flag=True, help="Mixed precision (autocast) on CUDA for the reference backends."),
+        click.option("--pad-multiple", type=click.IntRange(1), default=1, show_default=True,
+                     help="DSFD: pad each photo to a multiple of this many px, so photos of near sizes share GPU "
+                          "batches (64 or 128 on a GPU); 1 runs each at its own size, as the reference did."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 class Bars:
     """tqdm bars for the library's ``progress(stage, n)`` callback, created on first use."""
 
@@ -195,17 +215,7 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
               help="Concurrent requests per host.")
 @click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
               help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
-@click.option("--landmarks", type=click.Choice(LANDMARK_MODELS),
-              help="Also store 68 face-alignment landmarks per face (reference extra).")
-@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where reference weights are (else $TORCH_HOME/hub/checkpoints); never downloaded.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N], for the reference backends.")
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
-              help="Images per batch for the reference backends.")
-@click.option("--fp16", is_flag=True, help="Mixed precision (autocast) on CUDA for the reference backends.")
-@click.option("--pad-multiple", type=click.IntRange(1), default=1, show_default=True,
-              help="DSFD: pad each photo to a multiple of this many px, so photos of near sizes share GPU "
-                   "batches (64 or 128 on a GPU); 1 runs each at its own size, as the reference did.")
+@reference_options
 @click.option("--resume/--restart", default=True, show_default=True,
               help="Keep the completed shards of an earlier run of this build (the default), or discard them.")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
@@ -287,8 +297,9 @@ def demo(out: Path, **options) -> None:
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True)
 @click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True)
+@reference_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
-def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: bool) -> None:
+def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: bool, **reference) -> None:
     """Detect faces and the 7 FDF keypoints in local IMAGES (all faces, before the size filter).
 
     Boxes and keypoints are in original pixels; keypoints are nose, left eye,
@@ -300,10 +311,10 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
     from .records import Skip
     from .writer import detection_record
 
-    config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints)
     try:
+        config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints, **reference)
         check_models(config)
-    except BuildError as e:
+    except (BuildError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     face_detector, keypoint_model = make_models(config)
     failed = 0
@@ -323,7 +334,8 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
             click.echo(f"{path}: {len(faces)} face(s) in {record['width']}x{record['height']}")
             for f in record["faces"]:
                 found = sum(p is not None for p in f["keypoints"])
-                click.echo(f"  box {f['box']} score {f['score']:.3f}, {found}/7 keypoints")
+                extra = ", 68 landmarks" if "landmarks68" in f else ""
+                click.echo(f"  box {f['box']} score {f['score']:.3f}, {found}/7 keypoints{extra}")
     if failed:
         raise click.ClickException(f"{failed} of {len(images)} image(s) could not be decoded")
 

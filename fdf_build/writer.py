@@ -321,6 +321,7 @@ def detection_record(image_name: str, image: np.ndarray, faces: list) -> dict:
                 "score": f.score,
                 "keypoints": _points(f.keypoints, 2),
                 "keypoint_model": f.keypoint_model,
+                **({"landmarks68": _points(f.landmarks68, 2)} if f.landmarks68 is not None else {}),
             }
             for f in faces
         ],

@@ -1,5 +1,6 @@
 """Reference backends with randomly initialised weights: the real code paths on real photos, no download."""
 
+import json
 import threading
 from collections import Counter
 
@@ -90,6 +91,14 @@ def test_weights_are_found_in_the_hub_cache(tmp_path, monkeypatch):
     loaded = reference.FaceAlignment68()  # loads the saved weights: same network, same output
     boxes = [np.array([136, 46, 265, 220], np.float32)]
     np.testing.assert_allclose(loaded.landmarks_batch(PHOTOS[0], boxes), original.landmarks_batch(PHOTOS[0], boxes))
+    # the detect command finds them there too, and prints the landmarks of each face it detects
+    photo = DEMO_DATA / "codait_luciano.jpg"
+    result = CliRunner().invoke(cli, ["detect", str(photo), "--keypoints", "none", "--landmarks", "face-alignment",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    (face,) = json.loads(result.output)["faces"]
+    expected = original.landmarks_batch(PHOTOS[0], [np.array(face["box"], np.float32)])[0]
+    np.testing.assert_allclose(face["landmarks68"], expected, atol=0.02)
 
 
 def test_dsfd_boxes_are_in_photo_pixels_and_batches_change_nothing(dsfd):
