@@ -27,7 +27,7 @@ from .writer import atomic_write
 
 METAINFO_ARCHIVE = "metainfo"
 #: Files of each split that travel in metainfo.zip.
-METAINFO_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv")
+METAINFO_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv", "landmarks68.npy")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so packing the same dataset twice gives the same bytes
 
 

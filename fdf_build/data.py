@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .layout import load_metainfo
+from .layout import LANDMARKS68, load_metainfo
 from .split import SPLITS
 
 
@@ -21,7 +21,8 @@ class FDF256Dataset:
     * ``keypoints``: ``(7, 2) float32`` in [0, 1] of the crop, COCO order (nose, left eye, right eye,
       left ear, right ear, left shoulder, right shoulder; the person's left), NaN where missing,
     * ``box``: ``(4,) int64`` face box x0, y0, x1, y1 in crop pixels,
-    * ``metainfo``: the face's ``fdf_metainfo.json`` entry (license, author, URLs...).
+    * ``metainfo``: the face's ``fdf_metainfo.json`` entry (license, author, URLs...),
+    * ``landmarks68``: ``(68, 2) float32`` in [0, 1] of the crop, only in builds made with ``--landmarks``.
 
     Keypoints and box refer to the crop, not to the original photo (``metainfo["original_*"]`` does).
     Needs no torch: it is a plain sequence, and a ``torch.utils.data.DataLoader`` takes it as is.
@@ -36,6 +37,8 @@ class FDF256Dataset:
         self.metainfo = load_metainfo(self.directory)
         self.landmarks = np.load(self.directory / "landmarks.npy")
         self.boxes = np.load(self.directory / "bounding_box.npy")
+        landmarks68 = self.directory / LANDMARKS68
+        self.landmarks68 = np.load(landmarks68) if landmarks68.is_file() else None
         if not len(self.metainfo) == len(self.landmarks) == len(self.boxes):
             raise ValueError(
                 f"{self.directory}: {len(self.metainfo)} metainfo entries, {len(self.landmarks)} landmarks, "
@@ -62,4 +65,5 @@ class FDF256Dataset:
             "keypoints": self.landmarks[index].astype(np.float32),
             "box": self.boxes[index].astype(np.int64),
             "metainfo": self.metainfo[str(index)],
+            **({} if self.landmarks68 is None else {"landmarks68": self.landmarks68[index].astype(np.float32)}),
         }

@@ -14,6 +14,8 @@ from .filters import normalize_license_url
 from .split import SPLITS
 
 METAINFO = "fdf_metainfo.json"
+#: optional, in builds with ``--landmarks``: (N, 68, 2) face-alignment landmarks in [0, 1] of the crop
+LANDMARKS68 = "landmarks68.npy"
 _IMAGE_NAME = re.compile(r"^(\d+)\.png$")
 
 
@@ -52,7 +54,10 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
     n = len(meta)
     if sorted(meta, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(n)]:
         problems.append(f"{split_dir / METAINFO}: keys are not 0..{n - 1}")
-    for name, shape in (("landmarks.npy", (n, 7, 2)), ("bounding_box.npy", (n, 4))):
+    arrays = [("landmarks.npy", (n, 7, 2)), ("bounding_box.npy", (n, 4))]
+    if (split_dir / LANDMARKS68).is_file():
+        arrays.append((LANDMARKS68, (n, 68, 2)))
+    for name, shape in arrays:
         path = split_dir / name
         if not path.is_file():
             problems.append(f"{path}: missing")

@@ -153,6 +153,8 @@ class FaceCrop:
     keypoints: NDArray[np.float32]
     photo_url: str
     split: Optional[str] = None
+    #: ``(68, 2)`` face-alignment landmarks in crop pixels, when the build asked for them
+    landmarks68: Optional[NDArray[np.float32]] = None
 
     @property
     def key(self) -> tuple[int, int]:

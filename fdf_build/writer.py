@@ -32,6 +32,7 @@ from typing import Iterable, Iterator, Optional, Union
 import cv2
 import numpy as np
 
+from .layout import LANDMARKS68
 from .metadata import format_line, parse_line
 from .records import KEYPOINT_NAMES, FaceCrop, Photo
 from .split import SPLITS, split_of
@@ -94,9 +95,6 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
     """
     size = c.image.shape[0]
     p = c.photo
-    in_crop = c.keypoints.copy()
-    outside = (in_crop < 0) | (in_crop > size)
-    in_crop[outside.any(axis=1)] = np.nan
     missing = [n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any()]
     return {
         "author": p.user_nickname,
@@ -110,7 +108,7 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
         "face_score": c.face.score,
         "keypoint_model": c.face.keypoint_model,
         "keypoints_missing": missing,
-        "landmark": _points(in_crop / size),
+        "landmark": _points(_in_crop(c.keypoints, size) / size),
         "license": p.license_name,
         "license_url": p.license_url,
         "original_bounding_box": [round(float(v), 2) for v in c.face.box],
@@ -121,8 +119,18 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
         "photo_url": c.photo_url,
         "user_nsid": p.user_nsid,
         "yfcc100m_line_idx": p.line_number,
-        **({"landmarks68": _points(c.face.landmarks68, 2)} if c.face.landmarks68 is not None else {}),
+        **({} if c.landmarks68 is None else {
+            "landmarks68": _points(c.face.landmarks68, 2),
+            "landmark68": _points(_in_crop(c.landmarks68, size) / size),
+        }),
     }
+
+
+def _in_crop(points: np.ndarray, size: int) -> np.ndarray:
+    """Crop-pixel points with those outside the crop set to NaN (``null`` in the crop frame)."""
+    points = points.copy()
+    points[((points < 0) | (points > size)).any(axis=1)] = np.nan
+    return points
 
 
 class ShardWriter:
@@ -261,6 +269,13 @@ def write_split(directory: Path, faces: list[tuple[Path, dict, np.ndarray, np.nd
         numbered.append((n, record))
     _save_npy(directory / "landmarks.npy", landmarks)
     _save_npy(directory / "bounding_box.npy", boxes)
+    if any("landmark68" in record for _, record in numbered):
+        # beside landmarks.npy, for aligning the crops: (N, 68, 2) in [0, 1] of the crop, NaN where missing
+        landmarks68 = np.full((len(faces), 68, 2), np.nan, dtype=np.float32)
+        for n, record in numbered:
+            if "landmark68" in record:
+                landmarks68[n] = [[np.nan, np.nan] if p is None else p for p in record["landmark68"]]
+        _save_npy(directory / LANDMARKS68, landmarks68)
     atomic_write(directory / "fdf_metainfo.json", json.dumps(metainfo, ensure_ascii=False, sort_keys=True))
     atomic_write(directory / "attribution.csv", _attribution_csv(numbered))
 

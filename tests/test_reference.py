@@ -250,11 +250,7 @@ def test_batcher_hands_failures_to_callers():
 
 
 def test_pipeline_stages_with_all_reference_backends():
-    from fdf_build.geometry import square_around
     from fdf_build.pipeline import make_models
-    from fdf_build.records import FaceCrop
-    from fdf_build.synthetic import synthetic_photo
-    from fdf_build.writer import face_record
 
     torch.manual_seed(0)
     config = BuildConfig(metadata="-", out=".", detector="dsfd", keypoints="keypointrcnn", landmarks="face-alignment",
@@ -266,11 +262,7 @@ def test_pipeline_stages_with_all_reference_backends():
     real = Face(box=np.array([136, 46, 265, 220], np.float32), score=0.9, keypoints=np.full((7, 2), np.nan, np.float32))
     faces = keypoints(PHOTOS[0], [real])
     assert faces and all(f.landmarks68.shape == (68, 2) for f in faces)
-    t = square_around(faces[0].box, expand=2.0, out_size=64)
-    record = face_record(FaceCrop(synthetic_photo(1), 0, faces[0], np.zeros((64, 64, 3), np.uint8),
-                                  t.forward_box(faces[0].box), t.forward(faces[0].keypoints), "u"),
-                         detector=detector.name, crawl_date="2026-01-01")
-    assert len(record["landmarks68"]) == 68 and record["detector"].startswith("dsfd")
+    assert detector.name.startswith("dsfd") and keypoints.name.startswith("keypointrcnn")
 
 
 def test_gpu_builds_keep_enough_photos_in_flight_to_fill_per_size_batches():
@@ -278,3 +270,41 @@ def test_gpu_builds_keep_enough_photos_in_flight_to_fill_per_size_batches():
     assert gpu.threads == 64
     assert BuildConfig(metadata="-", out=".", detector="dsfd", device="cpu", batch_size=16, workers=8).threads == 8
     assert BuildConfig(metadata="-", out=".", device="cuda", workers=8).threads == 8  # no GPU model to feed
+
+
+def test_landmarks68_land_beside_the_keypoints_in_the_crop_frame_and_survive_removal(tmp_path, monkeypatch):
+    from fdf_build import privacy
+    from fdf_build.data import FDF256Dataset
+    from fdf_build.demo import run_demo
+    from fdf_build.layout import verify_split
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(0)
+    fan = reference.FaceAlignment68(random_init=True)
+    torch.save(fan.net.state_dict(), tmp_path / "torch" / "hub" / "checkpoints" / "2DFAN4-11f355bf06.pth.tar")
+    out = tmp_path / "demo"
+    run_demo(out, landmarks="face-alignment", crawl_date="2026-01-01", val_fraction=0.0)
+    split = out / "train"
+    assert verify_split(split) == []
+    landmarks68 = np.load(split / "landmarks68.npy")
+    meta = json.loads((split / "fdf_metainfo.json").read_text())
+    assert landmarks68.shape == (len(meta), 68, 2) and len(meta) > 0
+    for n, m in meta.items():
+        crop = np.array(m["landmark68"], dtype=np.float32)
+        np.testing.assert_array_equal(landmarks68[int(n)], crop)
+        # the crop frame is the photo frame moved and scaled like the face box
+        box, original = np.array(m["bounding_box"]) * 256, np.array(m["original_bounding_box"])
+        scale = (box[2] - box[0]) / (original[2] - original[0])
+        expected = (np.array(m["landmarks68"]) - original[:2]) * scale + box[:2]
+        np.testing.assert_allclose(crop * 256, expected, atol=0.6)
+    item = FDF256Dataset(out)[0]
+    np.testing.assert_array_equal(item["landmarks68"], landmarks68[0])
+    # removing a face renumbers landmarks68.npy with everything else
+    plan = privacy.plan_removal(out, nsids=[meta["0"]["user_nsid"]])
+    mapping = privacy.remove_faces(plan)["train"]
+    after = np.load(split / "landmarks68.npy")
+    kept = {int(old): new for old, new in mapping.items() if new is not None}
+    assert len(after) == len(kept) < len(meta) and verify_split(split) == []
+    for old, new in kept.items():
+        np.testing.assert_array_equal(after[new], landmarks68[old])
