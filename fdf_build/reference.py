@@ -300,10 +300,11 @@ class Batcher:
         """Results for several items of one caller, which may land in one batch or several."""
         from concurrent.futures import Future
 
-        futures = [Future() for _ in items]
-        for item, future in zip(items, futures):
-            self._queue.put((item, future))
-        return [future.result() for future in futures]
+        # keys are computed here, so a bad item fails its caller instead of the batch thread
+        keyed = [(self.key(item), item, Future()) for item in items]
+        for call in keyed:
+            self._queue.put(call)
+        return [future.result() for _, _, future in keyed]
 
     def _serve(self) -> None:
         import queue
@@ -313,8 +314,7 @@ class Batcher:
         while True:
             timeout = max(0.0, min(d for d, _ in groups.values()) - time.monotonic()) if groups else None
             try:
-                item, future = self._queue.get(timeout=timeout)
-                key = self.key(item)
+                key, item, future = self._queue.get(timeout=timeout)
                 deadline, calls = groups.setdefault(key, (time.monotonic() + self.max_wait, []))
                 calls.append((item, future))
             except queue.Empty:
@@ -327,6 +327,8 @@ class Batcher:
         self.batch_sizes[len(calls)] += 1
         try:
             results = self.batch_fn([item for item, _ in calls])
+            if len(results) != len(calls):
+                raise RuntimeError(f"{self.batch_fn} gave {len(results)} results for {len(calls)} items")
         except BaseException as e:  # hand the failure to every waiting caller
             for _, future in calls:
                 future.set_exception(e)

@@ -247,6 +247,13 @@ def test_batcher_hands_failures_to_callers():
 
     with pytest.raises(RuntimeError, match="out of memory"):
         reference.Batcher(boom, batch_size=2)(1)
+    # a bad item fails its own caller; the batcher serves the next one
+    batcher = reference.Batcher(lambda items: [-i for i in items], batch_size=2, key=lambda i: 1 // i)
+    with pytest.raises(ZeroDivisionError):
+        batcher(0)
+    assert batcher(3) == -3
+    with pytest.raises(RuntimeError, match="0 results for 1 items"):
+        reference.Batcher(lambda items: [], batch_size=2)(1)
 
 
 def test_pipeline_stages_with_all_reference_backends():
