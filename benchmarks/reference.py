@@ -18,6 +18,13 @@ candidate boxes). Baseline for the batch ratios: the smallest batch size, same d
     python benchmarks/reference.py --device cuda --batch-sizes 1,8 --images 256            # on a GPU
     python benchmarks/reference.py --device cuda --batch-sizes 1,8 --images 256 --pad-multiple 128
     python benchmarks/reference.py --device cpu --batch-sizes 1,2 --images 6 --max-side 256 --random-init
+
+On an offline GPU machine that has torch, torchvision, opencv, numpy and requests but not this package: it needs
+only face_detection (a pure-Python sdist), built into a wheel where pip works and carried over:
+
+    pip wheel --no-deps face-detection==0.2.2 -w .whl                                   # where pip works
+    pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl                   # on the GPU machine
+    PYTHONPATH=/tmp/site:. python3 benchmarks/reference.py --device cuda --batch-sizes 1,8 --random-init
 """
 
 from __future__ import annotations
