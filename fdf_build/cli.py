@@ -314,9 +314,9 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
     try:
         config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints, **reference)
         check_models(config)
+        face_detector, keypoint_model = make_models(config)
     except (BuildError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    face_detector, keypoint_model = make_models(config)
     failed = 0
     for path in images:
         image = decode_image(path.read_bytes())

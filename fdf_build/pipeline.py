@@ -177,7 +177,17 @@ def make_models(config: BuildConfig, *, random_init: bool = False, cpus: int = 1
     """The face detector and keypoint stage a config asks for; reference backends are batched.
 
     ``cpus``: CPU inferences that may run at once (MediaPipe makes that many graphs up front).
+    A weights file that cannot be loaded is a :class:`BuildError` naming it.
     """
+    from .reference import WeightsError
+
+    try:
+        return _make_models(config, random_init=random_init, cpus=cpus)
+    except WeightsError as e:
+        raise BuildError(str(e)) from None
+
+
+def _make_models(config: BuildConfig, *, random_init: bool, cpus: int):
     if config.reference_models:
         from . import reference
 

@@ -42,7 +42,11 @@ WEIGHTS = {
 }
 
 
-class MissingWeights(Exception):
+class WeightsError(Exception):
+    """A reference model's weights cannot be used; the message says which file and what to do."""
+
+
+class MissingWeights(WeightsError):
     """A reference model's weights are not on this machine (they are never downloaded at run time)."""
 
 
@@ -109,8 +113,17 @@ class _TorchBackend:
         import torch
 
         if not random_init:
-            state = torch.load(find_weights(model, weights_dir), map_location="cpu", weights_only=False)
-            net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            path = find_weights(model, weights_dir)
+            try:
+                # weights_only: a weights file is data; unpickling arbitrary objects would run its code
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            except Exception as e:
+                reason = str(e).strip().split(". ")[0].splitlines()[0][:200]
+                raise WeightsError(
+                    f"{model}: {path} cannot be loaded as {WEIGHTS[model][0]} ({type(e).__name__}: {reason}): "
+                    f"it is damaged or holds other weights. Replace it with the file from {WEIGHTS[model][1]}."
+                ) from None
         return net.eval().to(self.device)
 
 

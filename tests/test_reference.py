@@ -81,6 +81,30 @@ def test_missing_weights_stop_the_build_before_any_work(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+def test_damaged_or_wrong_weights_stop_with_the_file_named(tmp_path, monkeypatch):
+    from fdf_build.pipeline import make_models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    weights = folder / "2DFAN4-11f355bf06.pth.tar"
+    config = BuildConfig(metadata="-", out=tmp_path, keypoints="none", landmarks="face-alignment")
+    wrong = torch.nn.Linear(2, 2).state_dict()
+    for content in (b"<html>404 Not Found</html>", b"PK\x03\x04" + bytes(100), wrong):
+        if isinstance(content, bytes):
+            weights.write_bytes(content)
+        else:
+            torch.save(content, weights)
+        check_models(config)  # it exists; only loading tells
+        with pytest.raises(BuildError) as e:
+            make_models(config)
+        assert str(weights) in str(e.value) and "https://www.adrianbulat.com/" in str(e.value)
+    result = CliRunner().invoke(cli, ["detect", str(DEMO_DATA / "codait_luciano.jpg"), "--keypoints", "none",
+                                      "--landmarks", "face-alignment"])
+    assert result.exit_code == 1 and "cannot be loaded as 2DFAN4-11f355bf06.pth.tar" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_weights_are_found_in_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     folder = tmp_path / "hub" / "checkpoints"
