@@ -186,7 +186,9 @@ class DSFDDetector(_TorchBackend):
             fh, fw = f.image.shape[:2]
             # suppression on coordinates normalised by the photo's own size, as face_detection does
             order = nms(pixels / boxes.new_tensor([fw, fh, fw, fh]), boxes[:, 4], self.nms_threshold)
-            corners = f.to_original(pixels[order].cpu().numpy().reshape(-1, 2, 2)).reshape(-1, 4)
+            # whole pixels, as DeepPrivacy's DSFD boxes (round().long()); it also absorbs the ~1e-5 px by which
+            # kernels picked for another batch size can move a box
+            corners = np.round(f.to_original(pixels[order].cpu().numpy().reshape(-1, 2, 2)).reshape(-1, 4))
             out.append([Face(box=box.astype(np.float32), score=round(float(score), 6), keypoints=empty_keypoints())
                         for box, score in zip(corners, boxes[order, 4].cpu().numpy())])
         return out
