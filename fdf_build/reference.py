@@ -12,9 +12,10 @@ with a message naming the file, its upstream URL and where to put it (:class:`Mi
 ``random_init=True`` builds the same network with random weights, for tests of the code path only.
 
 Batching: each backend has a ``*_batch`` method over a list of photos and a ``*_prepared`` one over
-photos already shrunk to ``max_side`` (:class:`Fitted`, made by worker threads). DSFD pads a batch to
-one size; keypoint R-CNN takes photos of any sizes, as torchvision's detection models do. One photo or
-a batch of them gives the same result. On CUDA, ``fp16=True`` runs under autocast.
+photos already shrunk to ``max_side`` (:class:`Fitted`, made by worker threads), and a ``batch_key``:
+the size it runs a photo at. A batch of photos of one key gives each photo its result alone, so the
+batched wrappers (:class:`BatchedDetector`, :class:`BatchedKeypoints`) group calls by it; a batch of
+mixed keys is padded to one size and may differ slightly. On CUDA, ``fp16=True`` runs under autocast.
 """
 
 from __future__ import annotations
@@ -292,9 +293,9 @@ class Batcher:
     """Turns single calls from many worker threads into batched calls of ``batch_fn``.
 
     Worker threads keep decoding and resizing while a batch runs, so the GPU waits
-    on no JPEG decode. Calls are grouped by ``key(item)``, the size the model runs
-    a photo at: a batch of one size pads no photo more than it is padded alone, so
-    each photo gets exactly its result alone. A group goes as soon as
+    on no JPEG decode. Calls are grouped by ``key(item)`` (for the models, the size
+    they run a photo at: a batch of one size pads no photo more than it is padded
+    alone, so each photo gets exactly its result alone). A group goes as soon as
     ``batch_size`` calls are in it or ``max_wait`` seconds after its first call arrived.
     """
 
