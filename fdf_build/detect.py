@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .geometry import Fitted
 from .records import KEYPOINT_NAMES, Face
 
 
@@ -58,21 +58,15 @@ class RetinaFaceDetector:
         from retinaface.postprocess import postprocess
         from retinaface.preprocess import preprocess
 
-        h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        if scale < 1.0:
-            image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-            scale_x, scale_y = w / image.shape[1], h / image.shape[0]
-        else:
-            scale_x = scale_y = 1.0
-        batch = preprocess(np.ascontiguousarray(image))
+        fitted = Fitted.of(image, self.max_side)
+        batch = preprocess(fitted.image)
         outputs = self._session.run(None, {"input": batch})
         found = postprocess(outputs, *batch.shape, score_threshold=self.score_threshold)[0]
         faces = []
         for f in found:
-            box = np.array([f.x, f.y, f.x + f.width, f.y + f.height], dtype=np.float32)
-            box *= np.array([scale_x, scale_y] * 2, dtype=np.float32)
-            landmarks = np.array([[p.x, p.y] for p in f.landmarks], dtype=np.float32) * (scale_x, scale_y)
+            corners = np.array([[f.x, f.y], [f.x + f.width, f.y + f.height]], dtype=np.float32)
+            box = fitted.to_original(corners).reshape(4)
+            landmarks = fitted.to_original(np.array([[p.x, p.y] for p in f.landmarks], dtype=np.float32))
             keypoints = empty_keypoints()
             keypoints[0] = landmarks[2]  # nose
             keypoints[1] = landmarks[1]  # person's left eye = image-right

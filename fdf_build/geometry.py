@@ -78,3 +78,29 @@ def box_iou(a, b) -> float:
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A photo shrunk (never enlarged) so its longer side is at most a model's input side.
+
+    ``scale`` maps original-photo pixels to ``image`` pixels, per axis (x, y); the
+    batched reference backends make these in worker threads, beside the GPU.
+    """
+
+    image: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, max_side: int) -> "Fitted":
+        h, w = image.shape[:2]
+        factor = min(1.0, max_side / max(h, w))
+        if factor < 1.0:
+            size = (max(1, round(w * factor)), max(1, round(h * factor)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        fh, fw = image.shape[:2]
+        return cls(np.ascontiguousarray(image), np.array([fw / w, fh / h], dtype=np.float32))
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """``(..., 2)`` points in ``image`` pixels to original-photo pixels."""
+        return points / self.scale

@@ -23,14 +23,14 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from .detect import empty_keypoints
+from .geometry import Fitted
 from .keypoints import nose_and_eyes_inside
 from .records import Face
 
@@ -76,32 +76,6 @@ def _device(device: str):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
     return torch.device(device)
-
-
-@dataclass(frozen=True)
-class Fitted:
-    """A photo shrunk (never enlarged) to a model's largest input side, ready to join a batch.
-
-    Worker threads make these, so resizing runs beside the GPU, not before it;
-    ``scale`` maps original-photo pixels to ``image`` pixels, per axis (x, y).
-    """
-
-    image: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def of(cls, image: np.ndarray, max_side: int) -> "Fitted":
-        h, w = image.shape[:2]
-        factor = min(1.0, max_side / max(h, w))
-        if factor < 1.0:
-            size = (max(1, round(w * factor)), max(1, round(h * factor)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        fh, fw = image.shape[:2]
-        return cls(np.ascontiguousarray(image), np.array([fw / w, fh / h], dtype=np.float32))
-
-    def to_original(self, points: np.ndarray) -> np.ndarray:
-        """``(..., 2)`` points in ``image`` pixels to original-photo pixels."""
-        return points / self.scale
 
 
 class _TorchBackend:
