@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .writer import points_array
+
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 NOSE_DEPTH = 0.7  # nose tip in front of the eye plane, in half eye-distances
 NOSE_DROP = 0.55  # frontal nose-tip distance below the eye line, in eye distances
@@ -98,8 +100,7 @@ def face_attributes(image: NDArray[np.uint8], entry: dict, box_px: NDArray, land
     gray = _face_gray(image, box_px)
     attributes = {"blur": blur(gray), "exposure": exposure(gray), "noise": noise(gray)}
     original = entry.get("original_landmark")
-    points = np.array([[np.nan, np.nan] if p is None else p for p in original], dtype=np.float64) \
-        if original else np.asarray(landmarks, dtype=np.float64)
+    points = points_array(original, np.float64) if original else np.asarray(landmarks, dtype=np.float64)
     pose = head_pose(points)
     if pose is not None:
         attributes["headPose"] = pose

@@ -85,6 +85,11 @@ def _points(points: np.ndarray, ndigits: int = 6) -> list:
     return [None if np.isnan(p).any() else [round(float(p[0]), ndigits), round(float(p[1]), ndigits)] for p in points]
 
 
+def points_array(points: list, dtype=np.float32) -> np.ndarray:
+    """The inverse of the metainfo's point lists: ``(N, 2)`` with NaN where a point is ``null``."""
+    return np.array([[np.nan, np.nan] if p is None else p for p in points], dtype=dtype)
+
+
 def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
     """Everything FDF's ``fdf_metainfo.json`` holds for one face, plus provenance.
 
@@ -274,7 +279,7 @@ def write_split(directory: Path, faces: list[tuple[Path, dict, np.ndarray, np.nd
         landmarks68 = np.full((len(faces), 68, 2), np.nan, dtype=np.float32)
         for n, record in numbered:
             if "landmark68" in record:
-                landmarks68[n] = [[np.nan, np.nan] if p is None else p for p in record["landmark68"]]
+                landmarks68[n] = points_array(record["landmark68"])
         _save_npy(directory / LANDMARKS68, landmarks68)
     atomic_write(directory / "fdf_metainfo.json", json.dumps(metainfo, ensure_ascii=False, sort_keys=True))
     atomic_write(directory / "attribution.csv", _attribution_csv(numbered))
@@ -293,7 +298,7 @@ def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float) 
     for shard in shard_dirs:
         for record in read_jsonl(shard / "faces.jsonl"):
             source, box = shard / "faces" / record.pop("_file"), record.pop("_box_px")
-            landmarks = [[np.nan, np.nan] if p is None else p for p in record["landmark"]]
+            landmarks = points_array(record["landmark"])
             per_split[split_of(record["user_nsid"], val_fraction)].append((source, record, landmarks, box))
     counts = Counter()
     for split, faces in per_split.items():
