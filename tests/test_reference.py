@@ -236,17 +236,7 @@ def test_batcher_returns_each_caller_its_own_result():
         return [2 * i for i in items]
 
     batcher = reference.Batcher(double, batch_size=4, max_wait=0.05)
-    results = {}
-
-    def work(i):
-        results[i] = batcher(i)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert results == {i: 2 * i for i in range(8)}
+    assert in_threads(batcher, list(range(8))) == [2 * i for i in range(8)]
     assert max(calls) > 1 and sum(calls) == 8
 
 
