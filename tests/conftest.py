@@ -6,16 +6,14 @@ import cv2
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FACES = REPO.parent / "shared" / "testdata" / "faces"
+FACES = Path(__file__).resolve().parent / "data" / "faces"
 DEMO_DATA = REPO / "fdf_build" / "demo_data"
 
 
 @pytest.fixture(scope="session")
 def shared_faces() -> Path:
-    """The shared real face photos with annotations (beside the repo, as CI has them)."""
-    if not (SHARED_FACES / "annotations.json").is_file():
-        pytest.skip(f"shared test photos not found at {SHARED_FACES}")
-    return SHARED_FACES
+    """The annotated real face photos, with their licenses, in tests/data/faces (part of the repo: never skipped)."""
+    return FACES
 
 
 @pytest.fixture(scope="session")
