@@ -8,7 +8,8 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .layout import LANDMARKS68, load_metainfo
+from .layout import LANDMARKS68
+from .metainfo import FaceRecord, read_metainfo
 from .split import SPLITS
 
 
@@ -21,10 +22,10 @@ class FDF256Dataset:
     * ``keypoints``: ``(7, 2) float32`` in [0, 1] of the crop, COCO order (nose, left eye, right eye,
       left ear, right ear, left shoulder, right shoulder; the person's left), NaN where missing,
     * ``box``: ``(4,) int64`` face box x0, y0, x1, y1 in crop pixels,
-    * ``metainfo``: the face's ``fdf_metainfo.json`` entry (license, author, URLs...),
+    * ``metainfo``: the face's :class:`~fdf_build.metainfo.FaceRecord` (license, author, URLs...),
     * ``landmarks68``: ``(68, 2) float32`` in [0, 1] of the crop, only in builds made with ``--landmarks``.
 
-    Keypoints and box refer to the crop, not to the original photo (``metainfo["original_*"]`` does).
+    Keypoints and box refer to the crop, not to the original photo (``metainfo.original_*`` do).
     Needs no torch: it is a plain sequence, and a ``torch.utils.data.DataLoader`` takes it as is.
     """
 
@@ -34,7 +35,7 @@ class FDF256Dataset:
         self.directory = Path(root) / split
         if not (self.directory / "fdf_metainfo.json").is_file():
             raise FileNotFoundError(f"{self.directory}: no fdf_metainfo.json; download or build the dataset first")
-        self.metainfo = load_metainfo(self.directory)
+        self.metainfo: dict[str, FaceRecord] = read_metainfo(self.directory)
         self.landmarks = np.load(self.directory / "landmarks.npy")
         self.boxes = np.load(self.directory / "bounding_box.npy")
         landmarks68 = self.directory / LANDMARKS68

@@ -150,7 +150,7 @@ class Stages:
                     image=crop(image, t),
                     box=t.forward_box(face.box),
                     keypoints=t.forward(face.keypoints),
-                    photo_url=canonical_url,
+                    download_url=canonical_url,
                     landmarks68=None if face.landmarks68 is None else t.forward(face.landmarks68),
                 )
             )

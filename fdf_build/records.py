@@ -151,7 +151,8 @@ class FaceCrop:
     image: NDArray[np.uint8]
     box: NDArray[np.float32]
     keypoints: NDArray[np.float32]
-    photo_url: str
+    #: the static image URL the crop was cut from (Flickr's, never a mirror's)
+    download_url: str
     split: Optional[str] = None
     #: ``(68, 2)`` face-alignment landmarks in crop pixels, when the build asked for them
     landmarks68: Optional[NDArray[np.float32]] = None

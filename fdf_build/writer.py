@@ -19,6 +19,7 @@ directory, flushed and ``os.replace``-d, so no reader ever sees half a file.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -34,11 +35,12 @@ import numpy as np
 
 from .layout import LANDMARKS68
 from .metadata import format_line, parse_line
+from .metainfo import CATEGORIES, METAINFO, FaceRecord, dumps_metainfo, page_url, points_array, upload_date
+from .metainfo import crawl_date as fdf_crawl_date
 from .records import KEYPOINT_NAMES, FaceCrop, Photo
 from .split import SPLITS, split_of
 
 STATS_NAME = "_stats.json"
-CATEGORY = "face"
 
 
 def _current_umask() -> int:
@@ -81,17 +83,13 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _points(points: np.ndarray, ndigits: int = 6) -> list:
-    return [None if np.isnan(p).any() else [round(float(p[0]), ndigits), round(float(p[1]), ndigits)] for p in points]
+def _points(points: np.ndarray, ndigits: int = 6) -> tuple:
+    return tuple(None if np.isnan(p).any() else (round(float(p[0]), ndigits), round(float(p[1]), ndigits))
+                 for p in points)
 
 
-def points_array(points: list, dtype=np.float32) -> np.ndarray:
-    """The inverse of the metainfo's point lists: ``(N, 2)`` with NaN where a point is ``null``."""
-    return np.array([[np.nan, np.nan] if p is None else p for p in points], dtype=dtype)
-
-
-def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
-    """Everything FDF's ``fdf_metainfo.json`` holds for one face, plus provenance.
+def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> FaceRecord:
+    """The metainfo record of one staged face (its ``category`` is set when the merge picks its split).
 
     Crop-frame values (``bounding_box``, ``landmark``) are fractions of the crop
     side; ``original_*`` are pixels of the original photo. A keypoint outside the
@@ -100,35 +98,34 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> dict:
     """
     size = c.image.shape[0]
     p = c.photo
-    missing = [n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any()]
-    return {
-        "author": p.user_nickname,
-        "bounding_box": [round(float(v) / size, 6) for v in c.box],
-        "category": CATEGORY,
-        "date_crawled": crawl_date,
-        "date_taken": p.date_taken,
-        "date_uploaded": p.date_uploaded,
-        "detector": detector,
-        "face_index": c.face_index,
-        "face_score": c.face.score,
-        "keypoint_model": c.face.keypoint_model,
-        "keypoints_missing": missing,
-        "landmark": _points(_in_crop(c.keypoints, size) / size),
-        "license": p.license_name,
-        "license_url": p.license_url,
-        "original_bounding_box": [round(float(v), 2) for v in c.face.box],
-        "original_landmark": _points(c.face.keypoints, 2),
-        "page_url": p.page_url,
-        "photo_id": p.photo_id,
-        "photo_title": p.title,
-        "photo_url": c.photo_url,
-        "user_nsid": p.user_nsid,
-        "yfcc100m_line_idx": p.line_number,
+    missing = tuple(n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any())
+    return FaceRecord(
+        author=p.user_nickname,
+        bounding_box=tuple(round(float(v) / size, 6) for v in c.box),
+        date_crawled=fdf_crawl_date(crawl_date),
+        date_taken=p.date_taken,
+        date_uploaded=upload_date(p.date_uploaded),
+        landmark=_points(_in_crop(c.keypoints, size) / size),
+        license=p.license_name,
+        license_url=p.license_url,
+        original_bounding_box=tuple(round(float(v), 2) for v in c.face.box),
+        original_landmark=_points(c.face.keypoints, 2),
+        photo_title=p.title,
+        photo_url=p.page_url or page_url(p.user_nsid, p.photo_id),
+        yfcc100m_line_idx=p.line_number,
+        user_nsid=p.user_nsid,
+        photo_id=p.photo_id,
+        download_url=c.download_url,
+        face_index=c.face_index,
+        face_score=c.face.score,
+        detector=detector,
+        keypoint_model=c.face.keypoint_model,
+        keypoints_missing=missing,
         **({} if c.landmarks68 is None else {
             "landmarks68": _points(c.face.landmarks68, 2),
             "landmark68": _points(_in_crop(c.landmarks68, size) / size),
         }),
-    }
+    )
 
 
 def _in_crop(points: np.ndarray, size: int) -> np.ndarray:
@@ -163,7 +160,7 @@ class ShardWriter:
     def add_face(self, c: FaceCrop) -> None:
         name = f"{c.photo.line_number}_{c.face_index}.png"
         atomic_write(self.directory / "faces" / name, encode_png(c.image))
-        record = face_record(c, detector=self.detector, crawl_date=self.crawl_date)
+        record = face_record(c, detector=self.detector, crawl_date=self.crawl_date).to_json()
         record["_file"] = name
         record["_box_px"] = [int(round(float(v))) for v in c.box]
         with self._lock:
@@ -183,7 +180,7 @@ class ShardWriter:
         taken = [r for r in self._photos if r["status"] in statuses]
         lines = {r["line"] for r in taken}
         self._photos = [r for r in self._photos if r["line"] not in lines]
-        self._faces = [f for f in self._faces if f["yfcc100m_line_idx"] not in lines]
+        self._faces = [f for f in self._faces if int(f["yfcc100m_line_idx"]) not in lines]
         return [parse_line(r["yfcc"], 0) for r in taken]
 
     def stats(self) -> dict:
@@ -197,7 +194,7 @@ class ShardWriter:
         }
 
     def close(self) -> dict:
-        order = lambda r: (r["yfcc100m_line_idx"], r["face_index"])  # noqa: E731
+        order = lambda r: (int(r["yfcc100m_line_idx"]), r["face_index"])  # noqa: E731
         faces = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in sorted(self._faces, key=order))
         atomic_write(self.directory / "faces.jsonl", faces)
         photos = sorted(self._photos, key=lambda r: r["line"])
@@ -225,24 +222,24 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-ATTRIBUTION_FIELDS = ("photo_id", "author", "user_nsid", "title", "page_url", "photo_url", "license", "license_url")
+ATTRIBUTION_FIELDS = ("photo_id", "author", "user_nsid", "title", "photo_url", "download_url", "license", "license_url")
 
 
-def _attribution_csv(faces: list[tuple[int, dict]]) -> str:
+def _attribution_csv(faces: list[tuple[int, FaceRecord]]) -> str:
     """One row per photo, as CC BY requires: who made it, its title, where it is, its license, and our images of it."""
-    rows: dict[int, dict] = {}
+    rows: dict = {}
     for n, r in faces:
         row = rows.setdefault(
-            r["photo_id"],
+            r.photo_id if r.photo_id is not None else r.photo_url,
             {
-                "photo_id": r["photo_id"],
-                "author": r["author"],
-                "user_nsid": r["user_nsid"],
-                "title": r["photo_title"],
-                "page_url": r["page_url"],
-                "photo_url": r["photo_url"],
-                "license": r["license"],
-                "license_url": r["license_url"],
+                "photo_id": r.photo_id,
+                "author": r.author,
+                "user_nsid": r.user_nsid,
+                "title": r.photo_title,
+                "photo_url": r.photo_url,
+                "download_url": r.download_url,
+                "license": r.license,
+                "license_url": r.license_url,
                 "images": [],
             },
         )
@@ -255,33 +252,41 @@ def _attribution_csv(faces: list[tuple[int, dict]]) -> str:
     return out.getvalue()
 
 
-def write_split(directory: Path, faces: list[tuple[Path, dict, np.ndarray, np.ndarray]]) -> None:
+def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict], np.ndarray, np.ndarray]], *,
+                split: Optional[str] = None) -> None:
     """Write one split into the new, empty ``directory``: faces numbered 0..N-1 in the given order.
 
     Each face is (source PNG, metainfo record, (7, 2) landmarks in [0, 1] with NaN
-    for missing, (4,) box in crop pixels). Images are hard-linked where possible,
-    so renumbering costs no disk space.
+    for missing, (4,) box in crop pixels). Records get the ``category`` of ``split``
+    (default: the directory's name when it is ``train`` or ``val``). Images are
+    hard-linked where possible, so renumbering costs no disk space.
     """
     directory = Path(directory)
+    split = split or (directory.name if directory.name in CATEGORIES else None)
     (directory / "images").mkdir(parents=True)
     metainfo, numbered = {}, []
     landmarks = np.zeros((len(faces), len(KEYPOINT_NAMES), 2), dtype=np.float32)
     boxes = np.zeros((len(faces), 4), dtype=np.int64)
     for n, (source, record, face_landmarks, box) in enumerate(faces):
+        if not isinstance(record, FaceRecord):
+            record = FaceRecord.from_json(None, record, split=split)
+        if split is not None:
+            record = dataclasses.replace(record, category=CATEGORIES[split])
+        record = dataclasses.replace(record, image=n)
         _link_or_copy(source, directory / "images" / f"{n}.png")
         landmarks[n], boxes[n] = face_landmarks, box
         metainfo[str(n)] = record
         numbered.append((n, record))
     _save_npy(directory / "landmarks.npy", landmarks)
     _save_npy(directory / "bounding_box.npy", boxes)
-    if any("landmark68" in record for _, record in numbered):
+    if any(record.landmark68 is not None for _, record in numbered):
         # beside landmarks.npy, for aligning the crops: (N, 68, 2) in [0, 1] of the crop, NaN where missing
         landmarks68 = np.full((len(faces), 68, 2), np.nan, dtype=np.float32)
         for n, record in numbered:
-            if "landmark68" in record:
-                landmarks68[n] = points_array(record["landmark68"])
+            if record.landmark68 is not None:
+                landmarks68[n] = points_array(record.landmark68, n=68)
         _save_npy(directory / LANDMARKS68, landmarks68)
-    atomic_write(directory / "fdf_metainfo.json", json.dumps(metainfo, ensure_ascii=False, sort_keys=True))
+    atomic_write(directory / METAINFO, dumps_metainfo(metainfo))
     atomic_write(directory / "attribution.csv", _attribution_csv(numbered))
 
 
@@ -296,14 +301,14 @@ def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float) 
     out = Path(out)
     per_split: dict[str, list] = {s: [] for s in SPLITS}
     for shard in shard_dirs:
-        for record in read_jsonl(shard / "faces.jsonl"):
-            source, box = shard / "faces" / record.pop("_file"), record.pop("_box_px")
-            landmarks = points_array(record["landmark"])
-            per_split[split_of(record["user_nsid"], val_fraction)].append((source, record, landmarks, box))
+        for entry in read_jsonl(shard / "faces.jsonl"):
+            source, box = shard / "faces" / entry.pop("_file"), entry.pop("_box_px")
+            record = FaceRecord.from_json(None, entry)
+            per_split[split_of(record.user_nsid, val_fraction)].append((source, record, record.landmark_array(), box))
     counts = Counter()
     for split, faces in per_split.items():
         staging = new_staging_dir(out, f".{split}.")
-        write_split(staging / "split", faces)
+        write_split(staging / "split", faces, split=split)
         swap_in(staging / "split", out / split)
         staging.rmdir()
         counts[split] = len(faces)

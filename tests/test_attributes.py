@@ -135,7 +135,7 @@ def test_loader_reads_the_layout(tmp_path):
     item = train[-1]
     assert item["image"].shape == (256, 256, 3) and item["image"].dtype == np.uint8
     assert item["keypoints"].shape == (7, 2) and item["box"].shape == (4,)
-    assert item["metainfo"] == meta[str(len(meta) - 1)]
+    assert item["metainfo"].to_json() == meta[str(len(meta) - 1)]
     np.testing.assert_allclose(item["keypoints"], np.load(root / "train" / "landmarks.npy")[-1])
     flipped = FDF256Dataset(root, "train", transform=lambda im: im[:, ::-1])
     np.testing.assert_array_equal(flipped[0]["image"], train[0]["image"][:, ::-1])

@@ -108,7 +108,10 @@ def test_layout_shapes_and_keypoints_inside_crops(built):
             x0, y0, x1, y1 = m["original_bounding_box"]
             assert x1 - x0 >= 64 and y1 - y0 >= 64
             assert m["license_url"].startswith("http://creativecommons.org/licenses/")
-            assert m["photo_url"].startswith("http://farm") and "127.0.0.1" not in m["photo_url"]
+            assert m["download_url"].startswith("http://farm") and "127.0.0.1" not in m["download_url"]
+            assert m["photo_url"] == f"http://www.flickr.com/photos/{m['user_nsid']}/{m['photo_id']}/"
+            assert m["category"] == {"train": "training", "val": "validation"}[split]
+            assert isinstance(m["yfcc100m_line_idx"], str) and int(m["yfcc100m_line_idx"]) >= 0
             assert set(m["keypoints_missing"]) == {
                 name for name, p in zip(
                     ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder"),

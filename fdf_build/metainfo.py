@@ -1,0 +1,320 @@
+"""The face record: one typed entry of ``fdf_metainfo.json``, in FDF's published form or ours.
+
+FDF's README ("Metainfo", repo hukkelas/FDF) defines an entry as::
+
+    author, bounding_box, category, date_crawled, date_taken, date_uploaded, landmark,
+    license, license_url, original_bounding_box, original_landmark, photo_title,
+    photo_url, yfcc100m_line_idx
+
+plus ``user_nsid``, which FDF's own ``search_username.py`` reads. Their value forms:
+``category`` is ``"training"`` or ``"validation"``; ``date_taken`` YFCC's text
+(``"2010-01-16 21:47:59.0"``); ``date_uploaded`` a date (``"2010-01-16"``);
+``date_crawled`` FDF's unpadded ``"2019-3-6"``; ``photo_url`` the Flickr photo page;
+``yfcc100m_line_idx`` YFCC's line index as a string; ``bounding_box`` and ``landmark``
+fractions of the crop side; ``original_*`` pixels of the original photo.
+
+Builds of this project write all of those and, beside them under their own names,
+what FDF does not record: ``download_url`` (the static image URL the crop was cut
+from), ``photo_id``, ``face_index``, ``face_score``, ``detector``, ``keypoint_model``,
+``keypoint_scores``, ``keypoints_missing`` and, with ``--landmarks``, ``landmarks68``
+/ ``landmark68``. Keys neither form knows (a later tool's) are kept in ``extra`` and
+written back unchanged.
+
+Usage::
+
+    records = read_metainfo("data/fdf256/train")          # {"0": FaceRecord, ...}
+    r = records["0"]
+    r.photo_id, r.user_nsid, r.photo_url, r.download_url  # photo_id parsed from the URL if absent
+    r.landmark_array()                                    # (7, 2) float32, NaN where null
+    FaceRecord.from_json("0", entry, split="train").to_json() == {...}
+
+Reading tolerates missing keys (published copies differ from one another) and older
+builds of this project (``category`` "face", ``photo_url`` the static URL beside a
+``page_url``, epoch-seconds ``date_uploaded``, integer ``yfcc100m_line_idx``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+from urllib.parse import urlsplit
+
+import numpy as np
+
+METAINFO = "fdf_metainfo.json"
+#: FDF's ``category`` per split directory, and back.
+CATEGORIES = {"train": "training", "val": "validation"}
+SPLIT_OF_CATEGORY = {v: k for k, v in CATEGORIES.items()}
+
+Point = Optional[tuple[float, float]]
+
+_BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+_STATIC = re.compile(r"/(\d+)_[0-9a-f]+(?:_[a-z0-9]+)?\.[a-z]+$", re.I)
+_PAGE = re.compile(r"/photos/[^/]+/(\d+)(?:/|$)")
+
+
+def photo_id_from_url(url: str) -> Optional[int]:
+    """The photo id in any Flickr URL of a photo: page URL, static URL of any size, or flic.kr short link."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
+    host, path = parts.netloc.lower(), parts.path
+    if host.endswith("flic.kr"):
+        m = re.match(r"/p/([1-9a-zA-HJ-NP-Z]+)", path)
+        if not m:
+            return None
+        number = 0
+        for ch in m.group(1):
+            number = number * 58 + _BASE58.index(ch)
+        return number
+    m = _PAGE.search(path) if "flickr.com" in host and "staticflickr" not in host else _STATIC.search(path)
+    return int(m.group(1)) if m else None
+
+
+def is_page_url(url: str) -> bool:
+    """A Flickr photo page (``flickr.com/photos/<user>/<id>/`` or a flic.kr short link), not a static image URL."""
+    parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
+    host = parts.netloc.lower()
+    if host.endswith("flic.kr"):
+        return True
+    return "flickr.com" in host and "staticflickr" not in host and bool(_PAGE.search(parts.path))
+
+
+def page_url(user: str, photo_id: int) -> str:
+    """The photo's Flickr page, which Flickr serves for the owner's NSID as well as their alias."""
+    return f"http://www.flickr.com/photos/{user}/{photo_id}/"
+
+
+def upload_date(date_uploaded: str) -> str:
+    """YFCC's ``date_uploaded`` (epoch seconds as text) as FDF writes it, a UTC date; other text unchanged."""
+    text = str(date_uploaded).strip()
+    if not text.isdigit():
+        return text
+    try:
+        return _dt.datetime.fromtimestamp(int(text), _dt.timezone.utc).date().isoformat()
+    except (OverflowError, OSError, ValueError):
+        return text
+
+
+def crawl_date(date: str) -> str:
+    """An ISO date (``2019-03-06``) in FDF's unpadded form (``2019-3-6``); other text unchanged."""
+    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", str(date).strip())
+    return f"{int(m.group(1))}-{int(m.group(2))}-{int(m.group(3))}" if m else str(date)
+
+
+def _floats(values, ndigits: Optional[int] = None) -> Optional[tuple[float, ...]]:
+    if values is None:
+        return None
+    out = tuple(float(v) for v in values)
+    return out if ndigits is None else tuple(round(v, ndigits) for v in out)
+
+
+def _points(values) -> Optional[tuple[Point, ...]]:
+    """JSON point lists (``[x, y]`` or ``null``; ``(N, 2)`` arrays with NaN rows) as tuples, None for null."""
+    if values is None:
+        return None
+    out = []
+    for p in values:
+        if p is None or len(p) < 2 or p[0] is None or p[1] is None or np.isnan(np.asarray(p[:2], dtype=float)).any():
+            out.append(None)
+        else:
+            out.append((float(p[0]), float(p[1])))
+    return tuple(out)
+
+
+def points_array(points: Optional[tuple[Point, ...]], dtype=np.float32, n: int = 7) -> np.ndarray:
+    """``(N, 2)`` array of a record's points, NaN where a point is ``null`` (all NaN when absent)."""
+    if points is None:
+        return np.full((n, 2), np.nan, dtype=dtype)
+    return np.array([[np.nan, np.nan] if p is None else p for p in points], dtype=dtype).reshape(-1, 2)
+
+
+def _points_json(points: Optional[tuple[Point, ...]]) -> Optional[list]:
+    return None if points is None else [None if p is None else [p[0], p[1]] for p in points]
+
+
+def _int(value) -> Optional[int]:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One face of a dataset: FDF's fields, then ours (``None``/empty when a copy lacks them).
+
+    ``image`` is the entry's key in ``fdf_metainfo.json`` (the image number), not a field of the entry.
+    Points are tuples ``(x, y)`` or ``None``; :meth:`landmark_array` and friends give numpy arrays.
+    Build a changed copy with :func:`dataclasses.replace`.
+    """
+
+    # FDF's keys
+    author: str = ""
+    bounding_box: Optional[tuple[float, ...]] = None
+    category: str = ""
+    date_crawled: str = ""
+    date_taken: str = ""
+    date_uploaded: str = ""
+    landmark: Optional[tuple[Point, ...]] = None
+    license: str = ""
+    license_url: str = ""
+    original_bounding_box: Optional[tuple[float, ...]] = None
+    original_landmark: Optional[tuple[Point, ...]] = None
+    photo_title: str = ""
+    photo_url: str = ""
+    yfcc100m_line_idx: Optional[int] = None
+    user_nsid: str = ""
+    # ours
+    image: Optional[int] = None
+    photo_id: Optional[int] = None
+    download_url: str = ""
+    face_index: Optional[int] = None
+    face_score: Optional[float] = None
+    detector: str = ""
+    keypoint_model: str = ""
+    keypoint_scores: Optional[tuple[Optional[float], ...]] = None
+    keypoints_missing: Optional[tuple[str, ...]] = None
+    landmarks68: Optional[tuple[Point, ...]] = None
+    landmark68: Optional[tuple[Point, ...]] = None
+    #: keys of the entry that neither FDF nor this module knows, kept verbatim
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.photo_id is None:
+            pid = photo_id_from_url(self.photo_url) or photo_id_from_url(self.download_url)
+            if pid is not None:
+                object.__setattr__(self, "photo_id", pid)
+
+    @property
+    def split(self) -> Optional[str]:
+        """``train`` or ``val`` from ``category``; None when the record has no FDF category."""
+        return SPLIT_OF_CATEGORY.get(self.category)
+
+    def landmark_array(self) -> np.ndarray:
+        """``(7, 2) float32`` keypoints in [0, 1] of the crop, NaN where null."""
+        return points_array(self.landmark)
+
+    def original_landmark_array(self) -> np.ndarray:
+        """``(7, 2) float32`` keypoints in original-photo pixels, NaN where null."""
+        return points_array(self.original_landmark)
+
+    @classmethod
+    def from_json(cls, key: Optional[Union[str, int]], data: Mapping[str, Any], *,
+                  split: Optional[str] = None) -> "FaceRecord":
+        """Read one entry (``key`` is its image number, or None for an entry not yet numbered).
+
+        ``split`` (``train``/``val``) supplies ``category`` when the entry has no FDF category
+        (older builds of this project wrote ``"face"``).
+        """
+        d = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)} | {"page_url"}
+        photo_url, download_url = str(d.get("photo_url") or ""), str(d.get("download_url") or "")
+        page = str(d.get("page_url") or "")
+        if photo_url and not is_page_url(photo_url):
+            # a static image URL under FDF's key (older builds; some copies): the page goes under photo_url
+            download_url = download_url or photo_url
+            photo_url = page
+        photo_url = photo_url or page
+        photo_id = _int(d.get("photo_id"))
+        if photo_id is None:
+            photo_id = photo_id_from_url(photo_url) or photo_id_from_url(download_url)
+        if not photo_url and photo_id is not None and d.get("user_nsid"):
+            photo_url = page_url(d["user_nsid"], photo_id)
+        category = str(d.get("category") or "")
+        if category not in SPLIT_OF_CATEGORY:
+            category = CATEGORIES.get(split, "") if split else ""
+        scores = d.get("keypoint_scores")
+        missing = d.get("keypoints_missing")
+        return cls(
+            author=str(d.get("author") or ""),
+            bounding_box=_floats(d.get("bounding_box")),
+            category=category,
+            date_crawled=str(d.get("date_crawled") or ""),
+            date_taken=str(d.get("date_taken") or ""),
+            date_uploaded=upload_date(d.get("date_uploaded") or ""),
+            landmark=_points(d.get("landmark")),
+            license=str(d.get("license") or ""),
+            license_url=str(d.get("license_url") or ""),
+            original_bounding_box=_floats(d.get("original_bounding_box")),
+            original_landmark=_points(d.get("original_landmark")),
+            photo_title=str(d.get("photo_title") or ""),
+            photo_url=photo_url,
+            yfcc100m_line_idx=_int(d.get("yfcc100m_line_idx")),
+            user_nsid=str(d.get("user_nsid") or ""),
+            image=_int(key),
+            photo_id=photo_id,
+            download_url=download_url,
+            face_index=_int(d.get("face_index")),
+            face_score=None if d.get("face_score") is None else float(d["face_score"]),
+            detector=str(d.get("detector") or ""),
+            keypoint_model=str(d.get("keypoint_model") or ""),
+            keypoint_scores=None if scores is None else tuple(None if s is None else float(s) for s in scores),
+            keypoints_missing=None if missing is None else tuple(str(m) for m in missing),
+            landmarks68=_points(d.get("landmarks68")),
+            landmark68=_points(d.get("landmark68")),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+    def to_json(self) -> dict:
+        """The entry as written: FDF's keys in FDF's value forms, then ours; absent extras are left out."""
+        out = {
+            "author": self.author,
+            "bounding_box": None if self.bounding_box is None else list(self.bounding_box),
+            "category": self.category,
+            "date_crawled": self.date_crawled,
+            "date_taken": self.date_taken,
+            "date_uploaded": self.date_uploaded,
+            "landmark": _points_json(self.landmark),
+            "license": self.license,
+            "license_url": self.license_url,
+            "original_bounding_box": None if self.original_bounding_box is None else list(self.original_bounding_box),
+            "original_landmark": _points_json(self.original_landmark),
+            "photo_title": self.photo_title,
+            "photo_url": self.photo_url,
+            "yfcc100m_line_idx": None if self.yfcc100m_line_idx is None else str(self.yfcc100m_line_idx),
+            "user_nsid": self.user_nsid,
+        }
+        ours = {
+            "photo_id": self.photo_id,
+            "download_url": self.download_url or None,
+            "face_index": self.face_index,
+            "face_score": self.face_score,
+            "detector": self.detector or None,
+            "keypoint_model": self.keypoint_model or None,
+            "keypoint_scores": None if self.keypoint_scores is None else list(self.keypoint_scores),
+            "keypoints_missing": None if self.keypoints_missing is None else list(self.keypoints_missing),
+            "landmarks68": _points_json(self.landmarks68),
+            "landmark68": _points_json(self.landmark68),
+        }
+        out.update({k: v for k, v in ours.items() if v is not None})
+        out.update({k: v for k, v in self.extra.items() if k not in out})
+        return out
+
+
+def read_metainfo(path: Union[str, Path]) -> dict[str, FaceRecord]:
+    """All records of one ``fdf_metainfo.json`` (or of the split directory holding it), keyed as in the file.
+
+    The split directory's name (``train``/``val``) supplies ``category`` where the file lacks it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METAINFO
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not an FDF metainfo file (a JSON object keyed by image number)")
+    split = path.parent.name if path.parent.name in CATEGORIES else None
+    return {key: FaceRecord.from_json(key, entry, split=split) for key, entry in data.items()}
+
+
+def dumps_metainfo(records: Mapping[str, FaceRecord]) -> str:
+    """The text of an ``fdf_metainfo.json`` holding ``records`` (deterministic: keys sorted)."""
+    return json.dumps({key: r.to_json() for key, r in records.items()}, ensure_ascii=False, sort_keys=True)
