@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,6 +23,11 @@ LANDMARK_MODELS = ("face-alignment",)
 #: What happens to a face that no person's keypoints matched: FDF256 dropped them (every face has 7 keypoints).
 UNMATCHED = ("keep", "drop")
 EXECUTORS = ("local", "ray")
+#: Settings that never change a build's output (where it goes, how fast and where it runs), and the metadata
+#: file and blocklist, which enter a build's identity by their content (fdf_build.identity), not their path.
+NOT_OUTPUT = ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url",
+              "crawl_date", "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device",
+              "batch_size", "blocklist")
 
 
 @dataclass(frozen=True)
@@ -124,19 +127,13 @@ class BuildConfig:
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
-    def fingerprint(self) -> str:
-        """A hash of the settings that decide which photos land in which shard and how each is processed.
+    def output_settings(self) -> dict:
+        """The settings that decide which photos land in which shard and how each is processed.
 
-        A resumed build must use the same ones, or its shards would mix two builds.
-        Paths, worker counts and timeouts do not change the output and are left out.
+        A resumed build must use the same ones, or its shards would mix two builds. Every
+        setting not in :data:`NOT_OUTPUT` is one (so a new setting is in by default); licenses
+        are the set of license URLs they accept, whatever the order or spelling they were given in.
         """
-        relevant = {
-            k: v
-            for k, v in self.to_json().items()
-            if k
-            not in ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url", "crawl_date",
-                   "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device", "batch_size")
-        }
-        if self.blocklist is not None:
-            relevant["blocklist"] = hashlib.sha256(Path(self.blocklist).read_bytes()).hexdigest()
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+        settings = {k: v for k, v in self.to_json().items() if k not in NOT_OUTPUT}
+        settings["licenses"] = sorted(resolve_licenses(self.licenses))
+        return settings

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from . import metadata
+from . import identity, metadata
 from .config import BuildConfig
 from .decode import decode_image
 from .detect import FaceDetector, make_detector
 from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
-from .filters import Eligibility, face_large_enough
+from .filters import Blocklist, Eligibility, face_large_enough, resolve_licenses
 from .geometry import crop, square_around
 from .keypoints import KeypointModel, make_keypoint_model
 from .records import FaceCrop, Malformed, Photo, Skip, SkipReason
@@ -211,9 +211,14 @@ def _make_models(config: BuildConfig, *, random_init: bool, cpus: int):
     return detector, keypoints
 
 
-def select(config: BuildConfig, summary: ScanSummary, progress: Progress) -> Iterator[Photo]:
-    """Eligible photos in file order, at most ``config.limit``; ``summary`` counts everything read."""
-    eligibility = Eligibility.from_options(config.licenses, config.blocklist)
+def select(config: BuildConfig, summary: ScanSummary, progress: Progress,
+           blocklist: Optional[Blocklist] = None) -> Iterator[Photo]:
+    """Eligible photos in file order, at most ``config.limit``; ``summary`` counts everything read.
+
+    ``blocklist``: the one a resumed build started with, if not ``config.blocklist`` (see :func:`_prepare_work_dir`).
+    """
+    eligibility = Eligibility(resolve_licenses(config.licenses),
+                              Blocklist.from_file(config.blocklist) if blocklist is None else blocklist)
     taken = 0
     with metadata.open_metadata(config.metadata, on_bytes=lambda n: progress("bytes", n)) as lines:
         for item in metadata.read_photos(lines):
@@ -226,24 +231,50 @@ def select(config: BuildConfig, summary: ScanSummary, progress: Progress) -> Ite
                 yield item
 
 
-def _prepare_work_dir(config: BuildConfig) -> tuple[Path, str]:
-    """Create or reopen ``OUT/.work``; refuse to mix shards of builds with different settings."""
+def _prepare_work_dir(config: BuildConfig) -> tuple[Path, str, Blocklist]:
+    """Create or reopen ``OUT/.work``; refuse to mix shards of builds with other settings or inputs.
+
+    Returns the work directory, the build's crawl date and the blocklist the build started with:
+    that one decides which photos make up each shard, so a blocklist grown since never shifts
+    photos between finished and unfinished shards (the new entries are filtered out later).
+    A blocklist may only grow: ``build.json`` keeps the latest one a run used, and a run whose
+    blocklist lacks any of its entries is refused, as shards built without those photos would be
+    missing them.
+    """
     work = Path(config.out) / WORK_DIR
-    work.mkdir(parents=True, exist_ok=True)
     state_path = work / "build.json"
-    fingerprint = config.fingerprint()
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
-        if state["fingerprint"] != fingerprint:
-            raise BuildError(
-                f"{config.out} holds a build made with other settings (see {state_path}); "
-                "use a new --out, or --restart to discard its shards"
-            )
-        crawl_date = config.crawl_date or state["crawl_date"]
-    else:
+    current = identity.build_identity(config.output_settings(), config.metadata,
+                                      Blocklist.from_file(config.blocklist), _weights_files(config))
+    if not state_path.exists():
+        work.mkdir(parents=True, exist_ok=True)
         crawl_date = config.crawl_date or _dt.datetime.now(_dt.timezone.utc).date().isoformat()
-        write_json(state_path, {"fingerprint": fingerprint, "crawl_date": crawl_date, "config": config.to_json()})
-    return work, crawl_date
+        write_json(state_path, {"identity": current,
+                                "blocklist": current["blocklist"], "crawl_date": crawl_date,
+                                "config": config.to_json()})
+        return work, crawl_date, Blocklist.from_file(config.blocklist)
+    state = json.loads(state_path.read_text())
+    started = state.get("identity")
+    if started is None:
+        changed = ["it was started by an older fdf_build, which did not record its inputs"]
+    else:
+        changed = identity.differences({**started, "blocklist": state["blocklist"]}, current)
+    if changed:
+        raise BuildError(f"{config.out} holds a build with other settings or inputs ({'; '.join(changed)}); "
+                         "use a new --out, or --restart to discard its shards")
+    if current["metadata"]["name"] == identity.STDIN:
+        log.warning("resuming a build read from standard input: it cannot be checked to be the same metadata")
+    if state.get("blocklist") != current["blocklist"]:
+        write_json(state_path, {**state, "blocklist": current["blocklist"]})
+    return work, config.crawl_date or state["crawl_date"], identity.blocklist_from_entries(started["blocklist"])
+
+
+def _weights_files(config: BuildConfig) -> dict[str, Path]:
+    """The weights file of each reference backend the build uses (:func:`check_models` ran first)."""
+    if not config.reference_models:
+        return {}
+    from .reference import find_weights
+
+    return {model: find_weights(model, config.weights_dir) for model in config.reference_models}
 
 
 def discard_work(out: Path) -> None:
@@ -259,19 +290,26 @@ def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:
 def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
     progress = progress or (lambda stage, n: None)
     check_models(config)
-    work, crawl_date = _prepare_work_dir(config)
+    work, crawl_date, started_with = _prepare_work_dir(config)
     summary = Summary()
     scan_summary = ScanSummary()
     shard_dirs = []
+    now = Blocklist.from_file(config.blocklist)
+    blocked_since = Blocklist(now.nsids - started_with.nsids, now.photo_ids - started_with.photo_ids)
 
     def pending() -> Iterator[tuple[list[Photo], Path]]:
         """Shards still to build, in order; completed ones are counted and skipped on the way."""
-        for number, photos in enumerate(_chunks(select(config, scan_summary, progress), config.shard_size)):
+        chunks = _chunks(select(config, scan_summary, progress, started_with), config.shard_size)
+        for number, photos in enumerate(chunks):
             shard_dir = work / f"shard_{number:05d}"
             shard_dirs.append(shard_dir)
             stats = completed_stats(shard_dir)
             if stats is None:
-                yield photos, shard_dir
+                allowed = [p for p in photos if p not in blocked_since]
+                if len(allowed) < len(photos):  # blocklisted since the build started: never fetched
+                    summary.skipped[SkipReason.BLOCKLISTED.value] += len(photos) - len(allowed)
+                    progress("photos", len(photos) - len(allowed))
+                yield allowed, shard_dir
             else:
                 summary.shards["resumed"] += 1
                 summary.add_shard(stats)
@@ -330,7 +368,7 @@ def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Su
     """Re-process the photos of a finished build that failed for transient reasons, then merge again."""
     progress = progress or (lambda stage, n: None)
     check_models(config)
-    work, crawl_date = _prepare_work_dir(config)
+    work, crawl_date, _ = _prepare_work_dir(config)
     previous = Path(config.out) / "stats.json"
     if not previous.is_file():
         raise BuildError(f"the build in {config.out} has not finished: re-run `fdf-build build` to resume it first")

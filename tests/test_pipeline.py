@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,12 +12,13 @@ from fdf_build.cli import cli
 from fdf_build.config import BuildConfig
 from fdf_build.decode import decode_image
 from fdf_build.demo import demo_metadata, demo_photos
-from fdf_build.filters import face_large_enough
+from fdf_build.filters import DEFAULT_LICENSES, face_large_enough
 from fdf_build.localserver import Fault, LocalServer
 from fdf_build.metadata import format_line
 from fdf_build.pipeline import BuildError, run_build
 from fdf_build.split import split_of
 from fdf_build.synthetic import synthetic_photo
+from fdf_build.writer import read_jsonl
 
 from .conftest import DEMO_DATA
 
@@ -54,7 +56,8 @@ def build(world, out, **kw):
     tsv, routes, faults, _ = world
     with LocalServer(routes, {k: list(v) for k, v in faults.items()}, max_seconds=120) as server:
         config = BuildConfig(
-            metadata=str(tsv), out=out, base_url=server.url, crawl_date="2026-01-01", val_fraction=0.3, **kw
+            **{"metadata": str(tsv), "out": out, "base_url": server.url, "crawl_date": "2026-01-01",
+               "val_fraction": 0.3, **kw}
         )
         return run_build(config)
 
@@ -203,6 +206,86 @@ def test_resume_with_other_settings_is_refused_unless_restarted(built, world, tm
         restarted = CliRunner().invoke(cli, [*args, "--restart", "--keypoints", "none"])
     assert restarted.exit_code == 0, restarted.output
     assert json.loads((target / ".work" / "build.json").read_text())["config"]["min_face"] == 32
+
+
+def refusal(built, world, **changes) -> str:
+    """The one-line error of a resume of the module's build with ``changes``; the build is left as it was."""
+    out, _ = built
+    before = (out / ".work" / "build.json").read_bytes()
+    with pytest.raises(BuildError) as e:
+        build(world, out, workers=4, shard_size=3, **changes)
+    message = str(e.value)
+    assert "\n" not in message and "--restart" in message and str(out) in message
+    assert (out / ".work" / "build.json").read_bytes() == before
+    return message
+
+
+def test_a_resume_over_another_metadata_file_is_refused(built, world, tmp_path):
+    lines = world[0].read_text().splitlines(keepends=True)
+    for name, text in (("fewer.tsv", "".join(lines[:-1])), ("edited.tsv", "".join(lines).replace("\t", "\t ", 1))):
+        (tmp_path / name).write_text(text)
+        message = refusal(built, world, metadata=str(tmp_path / name))
+        assert f"the metadata file is another one: yfcc.tsv ({len(''.join(lines).encode()):,} bytes" in message
+        assert f"{name} ({len(text.encode()):,} bytes" in message
+
+
+@pytest.mark.parametrize("changes, named", [
+    (dict(licenses=("by",)), "licenses was "),
+    (dict(expand=1.4), "expand was 2.0, now 1.4"),
+    (dict(size=128), "size was 256, now 128"),
+    (dict(min_face=32), "min_face was 64, now 32"),
+    (dict(keypoints="none"), "keypoints was mediapipe, now none"),
+    (dict(detector_threshold=0.7), "detector_threshold was 0.5, now 0.7"),
+])
+def test_a_resume_with_other_settings_names_them(built, world, changes, named):
+    message = refusal(built, world, **changes)
+    assert named in message and message.count(" was ") == 1
+
+
+def test_a_moved_metadata_file_and_reordered_licenses_resume(built, world, tmp_path):
+    out, summary = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    moved = tmp_path / "moved.tsv"
+    shutil.copy(world[0], moved)
+    again = build(world, copy, workers=4, shard_size=3, metadata=str(moved), licenses=tuple(reversed(DEFAULT_LICENSES)))
+    assert again.shards["built"] == 0 and again.shards["resumed"] == sum(summary.shards.values())
+    assert dataset_bytes(copy) == dataset_bytes(out)
+
+
+def faces_by_photo(out: Path) -> dict:
+    return {(m["photo_id"], m["face_index"]): m for split in ("train", "val")
+            for m in json.loads((out / split / "fdf_metainfo.json").read_text()).values()}
+
+
+def test_a_grown_blocklist_resumes_without_fetching_or_shifting_photos(built, world, tmp_path):
+    """Blocking a photo of a finished shard must not move later photos between shards (one would be lost)."""
+    out, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    work = copy / ".work"
+    finished, pending = work / "shard_00000", work / "shard_00001"
+    with_faces = lambda shard: sorted({r["photo_id"] for r in read_jsonl(shard / "faces.jsonl")})  # noqa: E731
+    blocked_done, blocked_pending = with_faces(finished)[0], with_faces(pending)[0]
+    (pending / "_stats.json").unlink()  # as if the build had been killed in this shard
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text(f"{blocked_done}\n{blocked_pending}  # asked to be removed\n")
+    tsv, routes, _, _ = world
+    pending_path = next(urlsplit(r["url"]).path for r in read_jsonl(pending / "photos.jsonl")
+                        if r["photo_id"] == blocked_pending)
+    with LocalServer(routes, max_seconds=120) as server:
+        summary = run_build(BuildConfig(metadata=str(tsv), out=copy, base_url=server.url, crawl_date="2026-01-01",
+                                        val_fraction=0.3, workers=4, shard_size=3, blocklist=blocklist))
+        assert not server.hits(pending_path) and server.requests  # the shard was redone, the photo not fetched
+    assert summary.shards["built"] == 1 and summary.skipped["blocklisted"] == 1
+    before, after = faces_by_photo(out), faces_by_photo(copy)
+    assert not any(pid == blocked_pending for pid, _ in after)
+    kept = lambda faces: {k: v for k, v in faces.items() if k[0] not in (blocked_done, blocked_pending)}  # noqa: E731
+    assert kept(after) == kept(before)
+    # removing entries from the blocklist is another input: refused
+    blocklist.write_text(f"{blocked_pending}\n")
+    with pytest.raises(BuildError, match=f"1 entry was removed from the blocklist \\({blocked_done}\\).*--restart"):
+        build(world, copy, workers=4, shard_size=3, blocklist=blocklist)
 
 
 def test_build_cli_limit_and_summary(world, tmp_path):
