@@ -25,9 +25,9 @@ from typing import Callable, Optional
 import requests
 
 from .archive import UnsafeArchive, md5_digest, md5_file, safe_extract
-from .fetch import RETRYABLE, AttemptFailed, make_session, parse_retry_after, status_reason, with_retries
+from .fetch import (RETRYABLE, AttemptFailed, make_session, parse_retry_after, request_failure, status_reason,
+                    with_retries)
 from .layout import verify_dataset
-from .records import SkipReason
 from .writer import write_json
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,9 @@ class FileDownloader:
                         f"HTTP {r.status_code}", url, parse_retry_after(r.headers.get("Retry-After"), time.time()),
                         retryable=reason in RETRYABLE,
                     )
-        except requests.Timeout as e:
-            raise DownloadFailed(SkipReason.HTTP_TIMEOUT.value, type(e).__name__, retryable=True) from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-            raise DownloadFailed(SkipReason.CONNECTION_ERROR.value, type(e).__name__, retryable=True) from None
+        except requests.RequestException as e:
+            reason, detail = request_failure(e)
+            raise DownloadFailed(reason.value, detail, retryable=reason in RETRYABLE) from None
         return self._finish(part, dest, md5_file(part), md5=md5, size=size)
 
     @staticmethod

@@ -251,14 +251,12 @@ class Fetcher:
                         raise _Failed(SkipReason.HTTP_TIMEOUT, f"no complete body after {self.deadline:.0f} s")
                     chunks.append(chunk)
                 return b"".join(chunks)
-        except requests.Timeout as e:
-            raise _Failed(SkipReason.HTTP_TIMEOUT, type(e).__name__) from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-            raise _Failed(SkipReason.CONNECTION_ERROR, type(e).__name__) from None
         except requests.RequestException as e:
-            raise _Failed(SkipReason.CONNECTION_ERROR, f"{type(e).__name__}: {e}") from None
+            raise _Failed(*request_failure(e)) from None
 
 
+# The one mapping from HTTP outcomes to reasons, shared by fetch and download, so a
+# status or a requests exception means the same (and is retried the same) everywhere.
 def status_reason(status: int) -> SkipReason:
     if status == 404 or status == 410:
         return SkipReason.HTTP_NOT_FOUND
@@ -267,6 +265,15 @@ def status_reason(status: int) -> SkipReason:
     if status >= 500:
         return SkipReason.HTTP_SERVER_ERROR
     return SkipReason.HTTP_CLIENT_ERROR
+
+
+def request_failure(e: requests.RequestException) -> tuple[SkipReason, str]:
+    """Why a request raised, and a short detail; anything not transient is a REQUEST_ERROR (not retried)."""
+    if isinstance(e, requests.Timeout):  # before ConnectionError: ConnectTimeout is both
+        return SkipReason.HTTP_TIMEOUT, type(e).__name__
+    if isinstance(e, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return SkipReason.CONNECTION_ERROR, type(e).__name__
+    return SkipReason.REQUEST_ERROR, f"{type(e).__name__}: {e}"
 
 
 RETRYABLE = {

@@ -42,6 +42,8 @@ class SkipReason(str, enum.Enum):
     HTTP_RATE_LIMITED = "http_429"
     HTTP_TIMEOUT = "http_timeout"
     CONNECTION_ERROR = "connection_error"
+    #: a request that cannot succeed as made (redirect loop, invalid URL, undecodable content encoding)
+    REQUEST_ERROR = "request_error"
     TOO_LARGE = "too_large"
     DECODE_ERROR = "decode_error"
     # detection and faces

@@ -17,7 +17,7 @@ from fdf_build.cli import cli, download_command
 from fdf_build.download import FileDownloader, download_dataset, load_manifest
 from fdf_build.fetch import make_session
 from fdf_build.layout import verify_dataset
-from fdf_build.localserver import Fault, LocalServer
+from fdf_build.localserver import Fault, LocalServer, Redirect
 
 from .conftest import REPO
 from .datasets import make_dataset
@@ -126,6 +126,24 @@ def test_wrong_md5_fails_and_keeps_nothing(mirror, tmp_path):
     assert re.search(rf"{re.escape(name)} \([\d,]+ bytes\): failed - .*md5 mismatch", result.output)
     assert f"failed: {name}" in result.output
     assert not (tmp_path / "copy" / name).exists() and not (tmp_path / "copy" / f"{name}.part").exists()
+
+
+def test_redirect_loop_fails_that_file_with_one_line_and_the_mirror_still_serves(mirror, tmp_path):
+    _, mirror_dir, manifest, routes = mirror
+    name = manifest["files"][1]["name"]
+    looping = {**routes, f"/m/{name}": Redirect(f"/m/{name}")}
+    with LocalServer(looping, max_seconds=60) as server:
+        args = [str(tmp_path / "copy"), "--manifest", str(mirror_dir / "manifest.json"), "--base-url", server.url + "/m"]
+        result = CliRunner().invoke(download_command, args)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a message, no traceback
+        assert re.search(rf"{re.escape(name)} \([\d,]+ bytes\): failed - .*request_error: TooManyRedirects",
+                         result.output), result.output
+        assert len(server.hits(f"/m/{name}")) == 31  # not retried: a loop stays a loop
+        # the same file from a mirror that serves it: the download completes
+        with LocalServer(routes, max_seconds=60) as good:
+            result = CliRunner().invoke(download_command, [*args, "--mirror", good.url + "/m"])
+    assert result.exit_code == 0, result.output
+    assert verify_dataset(tmp_path / "copy") == {"train": [], "val": []}
 
 
 def test_mirrors_are_tried_in_order(mirror, tmp_path):

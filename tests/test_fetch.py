@@ -92,6 +92,13 @@ def test_connection_refused_is_a_connection_error():
     assert fetcher(retries=1)(url + "/1/1_a.jpg").reason is SkipReason.CONNECTION_ERROR
 
 
+def test_redirect_loop_is_a_request_error_not_retried():
+    with LocalServer({"/loop.jpg": Redirect("/loop.jpg")}, max_seconds=60) as s:
+        result = fetcher(retries=3)(s.url + "/loop.jpg")
+        assert result.reason is SkipReason.REQUEST_ERROR and "TooManyRedirects" in result.detail
+        assert len(s.hits("/loop.jpg")) == 31  # requests' 30 redirects, once: retrying cannot help
+
+
 def test_per_host_concurrency_cap():
     active, peak, lock = 0, 0, threading.Lock()
 
