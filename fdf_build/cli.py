@@ -16,6 +16,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from . import metadata
 from .config import (DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, LANDMARK_MODELS, UNMATCHED,
                      BuildConfig)
+from .decode import DEFAULT_MAX_PIXELS
 from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
 from .scan import scan as scan_metadata
 
@@ -149,6 +150,8 @@ def echo_build_summary(summary: dict, out: Path) -> None:
               if k not in ("photo_removed", "no_face", "face_too_small", "no_matched_person")}
     if failed:
         echo_counter("failed", failed, "  ")
+    if failed.get("internal_error"):
+        click.echo(f"  internal errors are bugs: see {out}/.work/shard_*/photos.jsonl; -v logs their tracebacks")
     click.echo(
         f"faces: {faces.get('found', 0):,} found, {faces.get('too_small', 0):,} dropped as too small, "
         + (f"{faces['unmatched']:,} dropped without a matched person, " if faces.get("unmatched") else "")
@@ -205,6 +208,8 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
 @click.option("--base-url", help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
 @click.option("--flickr-size", type=click.Choice(sorted(metadata.FLICKR_SIZES)),
               help="Fetch this Flickr size (z 640, c 800, b 1024, o original) instead of YFCC's 500 px URL.")
+@click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse photos whose header declares more pixels than this (too_large), before decoding them.")
 @click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True,
               help="Photos per shard; a completed shard is never redone when a build is re-run.")
 @click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,

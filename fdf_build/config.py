@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .decode import DEFAULT_MAX_PIXELS
 from .filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
 from .metadata import FLICKR_SIZES
 
@@ -48,6 +49,8 @@ class BuildConfig:
     rate: Optional[float] = 20.0
     retry_budget: Optional[int] = 10_000
     max_bytes: int = 50 * 1024 * 1024
+    #: photos declaring more pixels than this are refused before decoding (None: no cap but OpenCV's own)
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
     min_face: int = 64
     size: int = 256
     expand: float = DEFAULT_EXPAND
@@ -79,6 +82,7 @@ class BuildConfig:
             (self.workers >= 1 and self.per_host >= 1, "workers and per-host must be >= 1"),
             (self.timeout > 0 and self.retries >= 0, "timeout must be > 0 and retries >= 0"),
             (self.rate is None or self.rate > 0, "rate must be > 0"),
+            (self.max_pixels is None or self.max_pixels >= 1, "max-pixels must be >= 1"),
             (self.min_face >= 1, "min-face must be >= 1"),
             (self.size >= 8, "size must be >= 8"),
             (self.expand >= 1.0, "expand must be >= 1 (the crop must hold the whole face box)"),

@@ -11,6 +11,7 @@ the same bytes as an uninterrupted one.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import itertools
 import json
 import logging
@@ -101,17 +102,31 @@ class Stages:
         return cls(fetcher, detector, keypoints, config, threading.Semaphore(slots))
 
     def process(self, photo: Photo, writer: ShardWriter) -> Counter:
-        """Run one photo through every stage; staged faces go to ``writer``, the return value counts outcomes."""
+        """Run one photo through every stage; staged faces go to ``writer``, the return value counts outcomes.
+
+        An unexpected exception fails this photo alone, as an ``internal_error`` (traceback in the
+        debug log); a :func:`systemic` one (disk full, out of memory) is raised, to stop the build.
+        """
         c = self.config
         url = metadata.photo_url(photo, size=c.flickr_size, base_url=c.base_url)
         stats = Counter(tried=1)
-        data = self.fetcher(url)
-        if isinstance(data, Skip):
-            skip = data
-        else:
-            stats["fetched"] += 1
-            with self.inference_slots:
-                skip = self._analyse(photo, data, writer, stats)
+        faces = _PhotoFaces()
+        try:
+            data = self.fetcher(url)
+            if isinstance(data, Skip):
+                skip = data
+            else:
+                stats["fetched"] += 1
+                with self.inference_slots:
+                    skip = self._analyse(photo, data, faces, stats)
+            # staged only once every stage has passed, all at once: a failed photo leaves no face behind
+            writer.add_faces(faces.crops)
+        except Exception as e:
+            if systemic(e):
+                raise
+            log.debug("photo %s (%s): internal error", photo.photo_id, url, exc_info=True)
+            stats = Counter({k: v for k, v in stats.items() if k in ("tried", "fetched")})
+            skip = Skip(SkipReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
         if skip is None:
             writer.add_photo(photo, url, "ok", stats)
         else:
@@ -119,8 +134,8 @@ class Stages:
             writer.add_photo(photo, url, skip.reason.value, stats, skip.detail)
         return stats
 
-    def _analyse(self, photo: Photo, data: bytes, writer: ShardWriter, stats: Counter) -> Optional[Skip]:
-        image = decode_image(data)
+    def _analyse(self, photo: Photo, data: bytes, writer: "_PhotoFaces", stats: Counter) -> Optional[Skip]:
+        image = decode_image(data, max_pixels=self.config.max_pixels)
         if isinstance(image, Skip):
             return image
         faces = self.detector(image)
@@ -155,6 +170,31 @@ class Stages:
                 )
             )
         return None
+
+
+class _PhotoFaces:
+    """One photo's face crops, held until the photo has passed every stage."""
+
+    def __init__(self):
+        self.crops: list[FaceCrop] = []
+
+    def add_face(self, crop: FaceCrop) -> None:
+        self.crops.append(crop)
+
+
+#: errno values that say the machine or the output directory is at fault, not the photo
+_SYSTEMIC_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EMFILE, errno.ENFILE,
+                    errno.EACCES, errno.EPERM, errno.ENOMEM}
+
+
+def systemic(e: BaseException) -> bool:
+    """Whether an exception would fail every photo after this one too, so the build must stop.
+
+    A photo's stages work on bytes in memory and write only the output, so an
+    OS error there (a full disk, a read-only or unwritable output, no file
+    handles or memory left) is about the machine, never about the photo.
+    """
+    return isinstance(e, MemoryError) or (isinstance(e, OSError) and e.errno in _SYSTEMIC_ERRNOS)
 
 
 def check_models(config: BuildConfig) -> None:
@@ -349,9 +389,9 @@ def build_shard(stages: Stages, photos: list[Photo], shard_dir: Path, crawl_date
     return _run_shard(stages, photos, writer, progress)
 
 
-#: Outcomes that may pass on a later try; ``retry-failed`` re-processes only these.
+#: Outcomes that may pass on a later try (internal errors: once the bug is fixed); ``retry-failed`` redoes only these.
 TRANSIENT = tuple(r.value for r in (SkipReason.HTTP_SERVER_ERROR, SkipReason.HTTP_RATE_LIMITED,
-                                     SkipReason.HTTP_TIMEOUT, SkipReason.CONNECTION_ERROR))
+                                     SkipReason.HTTP_TIMEOUT, SkipReason.CONNECTION_ERROR, SkipReason.INTERNAL_ERROR))
 
 
 def load_saved_config(out: Path, **overrides) -> BuildConfig:
@@ -391,8 +431,16 @@ def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Su
 def _run_shard(stages: Stages, photos: list[Photo], writer: ShardWriter, progress: Progress) -> dict:
     with ThreadPoolExecutor(stages.config.threads, thread_name_prefix="photo") as pool:
         futures = [pool.submit(stages.process, photo, writer) for photo in photos]
-        for future in as_completed(futures):
-            result = future.result()
-            progress("photos", 1)
-            progress("faces", result.get("kept", 0))
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                progress("photos", 1)
+                progress("faces", result.get("kept", 0))
+        except BaseException as e:
+            # stop fast: photos not started yet are dropped, only those in flight are waited for
+            pool.shutdown(wait=True, cancel_futures=True)
+            if systemic(e):
+                raise BuildError(f"build stopped: {e}. Completed shards are kept: fix this and run the same "
+                                 "command again to resume.") from e
+            raise
     return writer.close()

@@ -50,6 +50,8 @@ class SkipReason(str, enum.Enum):
     NO_FACE = "no_face"
     FACE_TOO_SMALL = "face_too_small"
     NO_MATCHED_PERSON = "no_matched_person"
+    # anything else: an unexpected exception while handling this photo (a bug); the traceback is in the debug log
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,13 +158,21 @@ class ShardWriter:
         self._photos: list[dict] = []
 
     def add_face(self, c: FaceCrop) -> None:
-        name = f"{c.photo.line_number}_{c.face_index}.png"
-        atomic_write(self.directory / "faces" / name, encode_png(c.image))
-        record = face_record(c, detector=self.detector, crawl_date=self.crawl_date).to_json()
-        record["_file"] = name
-        record["_box_px"] = [int(round(float(v))) for v in c.box]
+        self.add_faces([c])
+
+    def add_faces(self, crops: list[FaceCrop]) -> None:
+        """One photo's faces, all or none: every record and PNG is made before any is staged."""
+        staged = []
+        for c in crops:
+            name = f"{c.photo.line_number}_{c.face_index}.png"
+            record = face_record(c, detector=self.detector, crawl_date=self.crawl_date).to_json()
+            record["_file"] = name
+            record["_box_px"] = [int(round(float(v))) for v in c.box]
+            staged.append((name, encode_png(c.image), record))
+        for name, png, _ in staged:
+            atomic_write(self.directory / "faces" / name, png)
         with self._lock:
-            self._faces.append(record)
+            self._faces.extend(record for _, _, record in staged)
 
     def add_photo(self, photo: Photo, url: str, status: str, counts: Counter, detail: str = "") -> None:
         row = {"line": photo.line_number, "photo_id": photo.photo_id, "url": url, "status": status,
