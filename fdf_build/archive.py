@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Optional
 
 from .filters import license_code
-from .layout import load_metainfo, split_dirs
+from .layout import DatasetError, load_metainfo, split_dirs, verify_dataset
 from .writer import atomic_write
 
 METAINFO_ARCHIVE = "metainfo"
@@ -73,6 +73,11 @@ def pack(dataset: Path, out: Path, *, base_name: str = "fdf256") -> dict:
     splits = split_dirs(dataset)
     if not splits:
         raise ValueError(f"{dataset} has no train/ or val/ with fdf_metainfo.json")
+    problems = [p for found in verify_dataset(dataset).values() for p in found]
+    if problems:  # a mirror of a broken dataset would fail every download of it
+        raise DatasetError(f"{dataset} is not a consistent FDF dataset, not packed: {problems[0]}"
+                           + (f" (and {len(problems) - 1} more problem(s): fdf-build verify lists them)"
+                              if len(problems) > 1 else ""))
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[tuple[str, Path]]] = {METAINFO_ARCHIVE: []}
     licenses: dict[str, str] = {}

@@ -168,16 +168,16 @@ def face_id(entry: dict, fallback: str) -> str:
 
 def annotate_split(split_dir: Path, *, model: Optional[OnnxAttributeModel] = None, progress=None) -> int:
     """Compute every face's attributes in one split and write them (``attributes/<n>.json`` and ``attributes.jsonl``)."""
-    from .layout import load_metainfo
+    from .layout import load_array, load_metainfo, read_image
     from .writer import write_attributes
 
     split_dir = Path(split_dir)
     meta = load_metainfo(split_dir)
-    boxes = np.load(split_dir / "bounding_box.npy")
-    landmarks = np.load(split_dir / "landmarks.npy")
+    boxes = load_array(split_dir, "bounding_box.npy")
+    landmarks = load_array(split_dir, "landmarks.npy")
     records = []
     for n in range(len(meta)):
-        image = cv2.cvtColor(cv2.imread(str(split_dir / "images" / f"{n}.png")), cv2.COLOR_BGR2RGB)
+        image = read_image(split_dir, n)
         entry = meta[str(n)]
         record = {"faceId": face_id(entry, f"{split_dir.name}/{n}"),
                   **face_attributes(image, entry, boxes[n], landmarks[n] * image.shape[0])}

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional
 
 import click
-import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -19,6 +18,24 @@ from .config import (DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_M
 from .decode import DEFAULT_MAX_PIXELS
 from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
 from .scan import scan as scan_metadata
+
+
+class InputError(click.ClickException):
+    """Bad input (a malformed or incomplete dataset, a query naming nothing): one clear line and exit status 2."""
+
+    exit_code = 2
+
+
+class Commands(click.Group):
+    """``fdf-build``'s group: a dataset any command cannot read is reported the same way, by every command."""
+
+    def invoke(self, ctx):
+        from .layout import DatasetError
+
+        try:
+            return super().invoke(ctx)
+        except DatasetError as e:
+            raise InputError(str(e)) from None
 
 
 def eligibility_options(command):
@@ -161,7 +178,7 @@ def echo_build_summary(summary: dict, out: Path) -> None:
     click.echo(f"dataset: {out}/{{train,val}}/  (stats in {out}/stats.json)")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FDF_BUILD"})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FDF_BUILD"})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def cli(verbose: bool) -> None:
     """Build, download, search and curate FDF-style face datasets from YFCC100M Flickr photos."""
@@ -443,12 +460,6 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
 cli.add_command(download_command, name="download")
 
 
-class InputError(click.ClickException):
-    """Bad input for the privacy commands: one clear line and exit status 2."""
-
-    exit_code = 2
-
-
 def _read_ids(nsid_file: Optional[Path]) -> list[str]:
     if nsid_file is None:
         return []
@@ -602,14 +613,14 @@ def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
     face; model-based fields only with --attribute-model.
     """
     from .attributes import OnnxAttributeModel, annotate_split
-    from .layout import split_dirs
+    from .layout import load_array, split_dirs
 
     splits = split_dirs(dataset)
     if not splits:
         raise click.ClickException(f"{dataset}: no train/ or val/ with fdf_metainfo.json")
     model = OnnxAttributeModel(attribute_model) if attribute_model else None
     # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
-    totals = {"attributes": sum(np.load(d / "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
+    totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
     with Bars(totals) as bars:
         counts = {split: annotate_split(directory, model=model, progress=bars) for split, directory in splits}
     click.echo(", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))

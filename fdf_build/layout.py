@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional
 
+import cv2
 import numpy as np
 
 from .filters import normalize_license_url
@@ -25,9 +26,46 @@ def split_dirs(root: Path) -> list[tuple[str, Path]]:
     return [(s, root / s) for s in SPLITS if (root / s / METAINFO).is_file()]
 
 
+class DatasetError(Exception):
+    """A dataset that cannot be read as the FDF layout (a malformed metainfo, a missing image or array).
+
+    Commands print it as one line and exit 2: it is bad input, not a bug.
+    """
+
+
 def load_metainfo(split_dir: Path) -> dict:
-    with open(Path(split_dir) / METAINFO, encoding="utf-8") as f:
-        return json.load(f)
+    path = Path(split_dir) / METAINFO
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DatasetError(f"{path}: not a valid {METAINFO} ({e})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: not a valid {METAINFO} (a JSON {type(meta).__name__}, not an object)")
+    return meta
+
+
+def load_array(split_dir: Path, name: str, **kw) -> np.ndarray:
+    """``split_dir/name`` (``landmarks.npy``...) as ``np.load`` gives it, or a :class:`DatasetError`."""
+    path = Path(split_dir) / name
+    try:
+        return np.load(path, **kw)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: not a readable .npy file ({e})") from None
+
+
+def read_image(split_dir: Path, number: int) -> np.ndarray:
+    """Face ``number`` of a split as ``(H, W, 3) uint8`` RGB, or a :class:`DatasetError` naming the file."""
+    path = Path(split_dir) / "images" / f"{number}.png"
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        why = "missing" if not path.exists() else "not a readable image"
+        raise DatasetError(f"{path}: {why} (`fdf-build verify {Path(split_dir).parent}` checks the whole dataset)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def image_numbers(split_dir: Path) -> set[int]:
@@ -49,8 +87,8 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
     problems = []
     try:
         meta = load_metainfo(split_dir)
-    except (OSError, ValueError) as e:
-        return [f"{split_dir / METAINFO}: cannot be read ({e})"]
+    except DatasetError as e:
+        return [str(e)]
     n = len(meta)
     if sorted(meta, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(n)]:
         problems.append(f"{split_dir / METAINFO}: keys are not 0..{n - 1}")

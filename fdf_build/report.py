@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .layout import load_metainfo, split_dirs
+from .layout import load_array, load_metainfo, read_image, split_dirs
 from .writer import atomic_write, encode_png
 
 _COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
@@ -41,7 +41,7 @@ def _load(root: Path) -> dict:
         data[split] = {
             "dir": directory,
             "meta": load_metainfo(directory),
-            "landmarks": np.load(directory / "landmarks.npy"),
+            "landmarks": load_array(directory, "landmarks.npy"),
             "attributes": attributes,
         }
     return data
@@ -52,7 +52,7 @@ def _sample_grid(data: dict, out: Path, per_row: int = 6, rows: int = 2) -> str:
     for split in data.values():
         n = len(split["meta"])
         for i in np.linspace(0, n - 1, min(n, per_row * rows), dtype=int) if n else []:
-            image = cv2.imread(str(split["dir"] / "images" / f"{i}.png"))
+            image = cv2.cvtColor(read_image(split["dir"], i), cv2.COLOR_RGB2BGR)
             size = image.shape[0]
             for k, (x, y) in enumerate(split["landmarks"][i]):
                 if not np.isnan(x):
