@@ -226,41 +226,61 @@ class KeypointRCNN(_TorchBackend):
 
 
 class FaceAlignment68(_TorchBackend):
-    """68 landmarks per face from 2D-FAN-4 on the face box's 256 x 256 crop (face-alignment's own framing)."""
+    """68 landmarks per face from 2D-FAN-4, framed and read out as face_alignment's own API does.
+
+    ``FaceAlignment.get_landmarks_from_image`` frames a face box by its centre moved up 0.12 of the box
+    height and a scale of (w + h) / 195 (its S3FD detector's reference scale): a square of side
+    200 x scale px resampled to 256 x 256. It adds the heatmaps of the mirrored crop (``flip_input``, on by
+    default in face_alignment 1.5), moves each heatmap peak a quarter cell towards its higher neighbour, and
+    maps it back to the photo in whole pixels. Its own functions do the cropping and the read-out here, so
+    the landmarks are the ones its API gives with the same weights; only the network runs batched.
+    """
 
     name = "face-alignment 2DFAN-4"
 
     def __init__(self, *, weights_dir: Optional[Path] = None, device: str = "cpu", fp16: bool = False,
-                 random_init: bool = False):
+                 random_init: bool = False, flip_input: bool = True):
         from face_alignment.models import FAN
 
-        self.device, self.fp16 = _device(device), fp16
+        self.device, self.fp16, self.flip_input = _device(device), fp16, flip_input
         self.net = self._load(FAN(4), "face-alignment", weights_dir, random_init)
+
+    @staticmethod
+    def frame(box: np.ndarray) -> tuple[np.ndarray, float]:
+        """face_alignment's (centre, scale) for a face box (x0, y0, x1, y1)."""
+        from face_alignment.utils import CENTER_Y_OFFSET, REFERENCE_SCALE
+
+        x0, y0, x1, y1 = box  # the same arithmetic, in the box's own dtype, as upstream's
+        centre = np.array([x1 - (x1 - x0) / 2.0, y1 - (y1 - y0) / 2.0])
+        centre[1] = centre[1] - (y1 - y0) * CENTER_Y_OFFSET
+        return centre, (x1 - x0 + y1 - y0) / REFERENCE_SCALE
 
     def landmarks_batch(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
         """``(F, 68, 2)`` landmarks in image pixels for the ``F`` face boxes of one image."""
-        return self.landmarks_with(image, boxes, self.points_in_crops)
+        return self.landmarks_with(image, boxes, self.heatmaps)
 
     def landmarks_with(self, image: np.ndarray, boxes: list[np.ndarray], run) -> np.ndarray:
-        """Crops cut here (a worker thread), landmarks found by ``run`` over the crops, mapped back to the photo."""
-        from .geometry import crop, square_around
+        """Crops cut here (a worker thread), heatmaps made by ``run`` over the crops, read out in the photo."""
+        from face_alignment.utils import crop, get_preds_fromhm
 
         if not boxes:
             return np.zeros((0, 68, 2), dtype=np.float32)
-        transforms = [square_around(b, expand=1.2, out_size=256) for b in boxes]
-        points = run([crop(image, t) for t in transforms])
-        return np.stack([t.inverse(p) for t, p in zip(transforms, points)]).astype(np.float32)
+        frames = [self.frame(b) for b in boxes]
+        heatmaps = run([crop(image, centre, scale) for centre, scale in frames])
+        points = [get_preds_fromhm(h[None], centre, scale)[1][0] for h, (centre, scale) in zip(heatmaps, frames)]
+        return np.stack(points).astype(np.float32)
 
-    def points_in_crops(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        """Per 256 x 256 crop, ``(68, 2)`` landmarks in crop pixels: the centre of each heatmap's peak cell."""
+    def heatmaps(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """Per 256 x 256 crop, FAN's last ``(68, 64, 64)`` heatmaps (plus the mirrored crop's, flipped back)."""
         import torch
+        from face_alignment.utils import flip
 
         x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div(255)
         with torch.inference_mode(), self._autocast():
-            heatmaps = self.net(x)[-1].float().cpu().numpy()  # (F, 68, 64, 64)
-        f, k, h, w = heatmaps.shape
-        flat = heatmaps.reshape(f, k, -1).argmax(-1)
-        return list((np.stack([flat % w, flat // w], -1).astype(np.float64) + 0.5) * 256 / w)
+            out = self.net(x)[-1].float()
+            if self.flip_input:
+                out += flip(self.net(flip(x))[-1].float(), is_label=True)
+        return list(out.cpu().numpy())
 
 
 class Batcher:
@@ -359,7 +379,7 @@ class BatchedLandmarks:
     """
 
     def __init__(self, model: FaceAlignment68, batch_size: int):
-        self.model, self.batcher = model, Batcher(model.points_in_crops, batch_size)
+        self.model, self.batcher = model, Batcher(model.heatmaps, batch_size)
 
     def landmarks_batch(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
         return self.model.landmarks_with(image, boxes, self.batcher.map)

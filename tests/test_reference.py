@@ -210,14 +210,33 @@ def test_keypointrcnn_matching_is_one_person_per_face_in_detection_order():
     assert np.isnan(b.keypoints).all() and b.keypoint_model == ""
 
 
-def test_face_alignment_landmarks_map_back_to_the_photo():
+@pytest.fixture(scope="module")
+def fan():
     torch.manual_seed(0)
-    fan = reference.FaceAlignment68(random_init=True)
+    return reference.FaceAlignment68(random_init=True)
+
+
+def test_face_alignment_landmarks_are_face_alignments_own(fan, monkeypatch):
+    """face_alignment's API, given the same network (random weights) and boxes, finds the same landmarks."""
+    from face_alignment import FaceAlignment, LandmarksType
+
+    monkeypatch.setattr(FaceAlignment, "_load_native", lambda self, *args: fan.net)  # instead of a download
+    upstream = FaceAlignment(LandmarksType.TWO_D, device="cpu", face_detector="folder", compile=False)
+    # the face, with fractional coordinates, and a box crossing the photo's edge
+    boxes = [np.array([130.3, 40.7, 270.1, 228.9], np.float32), np.array([-20, 300, 90, 420], np.float32)]
+    ours = fan.landmarks_batch(PHOTOS[0], boxes)
+    theirs = np.stack(upstream.get_landmarks_from_image(PHOTOS[0], detected_faces=boxes))
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    assert len({tuple(p) for p in ours.reshape(-1, 2)}) > 10  # random weights, yet landmarks that differ
+
+
+def test_face_alignment_landmarks_map_back_to_the_photo(fan):
     box = np.array([136, 46, 265, 220], np.float32)
     points = fan.landmarks_batch(PHOTOS[0], [box, box + 3])
     assert points.shape == (2, 68, 2)
-    side = 1.2 * 174  # the square around the box that FAN sees
-    centre = np.array([(136 + 265) / 2, (46 + 220) / 2])
+    # the square FAN sees: side 200 (w + h) / 195, centred 0.12 h above the box's centre
+    side = 200 * (129 + 174) / 195
+    centre = np.array([(136 + 265) / 2, (46 + 220) / 2 - 0.12 * 174])
     assert (np.abs(points[0] - centre) <= side / 2 + 2).all()
     # batched across photos from worker threads: the same landmarks
     batched = reference.BatchedLandmarks(fan, batch_size=4)
