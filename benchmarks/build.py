@@ -1,41 +1,70 @@
-"""End-to-end build throughput vs. bare model inference on the same photos (pipeline overhead).
+"""End-to-end build throughput vs. bare model inference on the same photos, with the same parallelism.
 
-Serves the bundled demo photos (each under --copies different Flickr ids) from
-a loopback server and measures, in one process:
-  * bare: decode + face detector + keypoint model on every photo, one at a time
-    (the inference floor; decode is included because the pipeline must do it too),
-  * build: `run_build` end to end (metadata, fetch over HTTP, decode, detect,
-    keypoints, crop, PNG encode, staging, merge),
-and prints photos/s for each and their ratio.
+Serves the bundled demo photos (each under --copies different Flickr ids) from a loopback server and
+measures, in one process, --repeats times each (alternating, medians reported):
+  * bare: decode + face detector + size filter + keypoint model on every photo, on the build's own
+    thread count with the build's own cap on inferences at once (one per CPU), and the same models
+    made by the same factory: the inference floor at the build's parallelism;
+  * build: `run_build` end to end (metadata, fetch over HTTP, decode, detect, keypoints, crop, PNG encode,
+    staging, merge, index), models loaded inside it as a build does; with no --rate cap, as one loopback
+    host would otherwise cap it at 20 photos/s (politeness is benchmarks/fetch.py's subject).
+The ratio build / bare is the pipeline's overhead, not a difference in parallelism.
 
-    python benchmarks/build.py [--copies 6] [--workers 8]
+    python benchmarks/build.py [--copies 6] [--workers 16] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from fdf_build.config import BuildConfig
 from fdf_build.decode import decode_image
 from fdf_build.demo import demo_photos
-from fdf_build.detect import RetinaFaceDetector
-from fdf_build.keypoints import MediaPipePose
+from fdf_build.filters import face_large_enough
 from fdf_build.localserver import LocalServer
 from fdf_build.metadata import format_line
-from fdf_build.pipeline import run_build
+from fdf_build.pipeline import make_models, run_build
 from fdf_build.synthetic import synthetic_photo
+
+
+def bare(photos: list[bytes], config: BuildConfig, models, cpus: int) -> tuple[float, int]:
+    detector, keypoints = models
+    slots = threading.Semaphore(cpus)  # as Stages: one CPU inference per core at once
+
+    def one(data: bytes) -> int:
+        with slots:
+            image = decode_image(data)
+            faces = [f for f in detector(image) if face_large_enough(f, config.min_face)]
+            if keypoints is not None and faces:
+                faces = keypoints(image, faces)
+            return len(faces)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(config.threads) as pool:
+        faces = sum(pool.map(one, photos))
+    return time.perf_counter() - start, faces
+
+
+def build(config: BuildConfig) -> tuple[float, int]:
+    start = time.perf_counter()
+    summary = run_build(config)
+    return time.perf_counter() - start, summary.faces["kept"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=6)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=16, help="the build's --workers (the CLI default: 16)")
     parser.add_argument("--keypoints", default="mediapipe", choices=("mediapipe", "none"))
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     photos = list(demo_photos().values()) * args.copies
@@ -44,38 +73,38 @@ def main() -> None:
         photo = synthetic_photo(i)
         records.append(photo)
         routes[urlsplit(photo.download_url).path] = data
-
-    detector = RetinaFaceDetector()
-    pose = MediaPipePose() if args.keypoints == "mediapipe" else None
-    first = decode_image(photos[0])
-    pose and pose(first, detector(first))  # load the models before timing, as the build does in Stages
-    start = time.perf_counter()
-    faces = 0
-    for data in photos:
-        image = decode_image(data)
-        found = detector(image)
-        if pose:
-            found = pose(image, [f for f in found if f.width >= 64 and f.height >= 64])
-        faces += len(found)
-    bare = time.perf_counter() - start
-
-    with tempfile.TemporaryDirectory() as tmp, LocalServer(routes, max_seconds=600) as server:
+    cpus = os.cpu_count() or 1
+    times = {"bare": [], "build": []}
+    with tempfile.TemporaryDirectory() as tmp, LocalServer(routes, max_seconds=3600) as server:
         tsv = Path(tmp) / "yfcc.tsv"
         tsv.write_text("".join(format_line(p) + "\n" for p in records))
-        config = BuildConfig(
-            metadata=str(tsv), out=Path(tmp) / "out", base_url=server.url, workers=args.workers,
-            keypoints=args.keypoints, crawl_date="2026-01-01",
-        )
+
+        def config(out: str) -> BuildConfig:
+            return BuildConfig(metadata=str(tsv), out=Path(tmp) / out, base_url=server.url, workers=args.workers,
+                               keypoints=args.keypoints, crawl_date="2026-01-01", rate=None)
+
         start = time.perf_counter()
-        summary = run_build(config)
-        built = time.perf_counter() - start
+        models = make_models(config("bare"), cpus=cpus)
+        load = time.perf_counter() - start
+        bare(photos[:cpus], config("bare"), models, cpus)  # warm up, as a build's first photos do
+        for r in range(args.repeats):
+            for side in ("bare", "build") if r % 2 == 0 else ("build", "bare"):
+                if side == "bare":
+                    seconds, faces = bare(photos, config("bare"), models, cpus)
+                else:
+                    seconds, faces = build(config(f"out{r}"))
+                times[side].append(seconds)
+                print(f"  run {r + 1} {side}: {seconds:.2f} s, {faces} faces")
 
     n = len(photos)
-    print(f"{n} photos ({os.cpu_count()} CPUs), keypoints={args.keypoints}")
-    print(f"bare decode+detect+keypoints: {n / bare:7.1f} photos/s ({bare:.2f} s)")
-    print(f"end-to-end build:             {n / built:7.1f} photos/s ({built:.2f} s), "
-          f"{summary.faces['kept']} faces kept")
-    print(f"ratio build/bare time: {built / bare:.2f}x (1.0 = no pipeline overhead; <1 = overlap across cores)")
+    median = {side: statistics.median(t) for side, t in times.items()}
+    print(f"{n} photos, {cpus} CPUs, {BuildConfig(metadata='', out=Path('.'), workers=args.workers).threads} threads,"
+          f" keypoints={args.keypoints}, medians of {args.repeats}")
+    print(f"bare decode+detect+keypoints: {n / median['bare']:7.1f} photos/s ({median['bare']:.2f} s; "
+          f"models loaded once before, {load:.2f} s)")
+    print(f"end-to-end build:             {n / median['build']:7.1f} photos/s ({median['build']:.2f} s, "
+          f"its model loading included)")
+    print(f"ratio build / bare time: {median['build'] / median['bare']:.2f}x (1.0 = no pipeline overhead)")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Scan throughput and memory: lines/s and peak RSS of `fdf-build scan`'s library path.
 
-Generates YFCC100M-format files (200k and 2M lines by default) and measures, each in a fresh
-subprocess, a bare line read (the I/O + decode floor) and the scan (parse + eligibility + summary,
-as `fdf-build scan` does); prints lines/s, the scan/baseline time ratio and peak RSS per size, and
-the RSS ratio between the largest and smallest file.
+Generates YFCC100M-format files (1M and 4M lines by default, YFCC's 581k owners in both: see
+_sizes.py) and measures, each in a fresh subprocess, a bare line read (the I/O + decode floor) and the
+scan (parse + eligibility + summary with its exact distinct-owner counts, as `fdf-build scan` does);
+prints lines/s, the scan/baseline time ratio and peak RSS per size (medians of --repeats), and the RSS
+ratio between the largest and smallest file.
 
-    python benchmarks/scan.py [--sizes 200000,2000000] [--dir /tmp/fdf_bench]
+    python benchmarks/scan.py [--sizes 1000000,4000000] [--repeats 3] [--dir /tmp/fdf_bench]
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ def scan(path: str) -> dict:
     from fdf_build.scan import scan as scan_lines
 
     with open_metadata(path) as lines:
-        return {"lines": scan_lines(read_photos(lines), Eligibility()).lines}
+        summary = scan_lines(read_photos(lines), Eligibility()).to_dict()
+    return {"lines": summary["lines"], "authors": summary["authors"]}
 
 
 if __name__ == "__main__":
-    _sizes.main(__file__, __doc__, "scan", scan, "200000,2000000")
+    _sizes.main(__file__, __doc__, "scan", scan, "1000000,4000000",
+                describe=lambda result: f", {result['authors']:,} owners")

@@ -86,16 +86,7 @@ class Stages:
     def from_config(cls, config: BuildConfig, *, cpus: Optional[int] = None) -> "Stages":
         """``cpus``: the cores this process may use for CPU inference (default: all of this machine's)."""
         cpus = cpus or os.cpu_count() or 1
-        fetcher = Fetcher(
-            make_session(config.workers),
-            timeout=config.timeout,
-            retries=config.retries,
-            max_retry_after=config.max_retry_after,
-            per_host=config.per_host,
-            max_bytes=config.max_bytes,
-            throttle=HostThrottle(config.rate, max_pause=config.max_retry_after),
-            budget=RetryBudget(config.retry_budget),
-        )
+        fetcher = make_fetcher(config)
         detector, keypoints = make_models(config, cpus=cpus)
         # CPU models get a slot per core; batching backends want every photo in flight inside inference at once
         slots = max(config.threads, config.batch_size) if config.reference_models else cpus
@@ -170,6 +161,20 @@ class Stages:
                 )
             )
         return None
+
+
+def make_fetcher(config: BuildConfig) -> Fetcher:
+    """The fetch stage a build runs with: its timeouts, retries, per-host cap, rate and retry budget."""
+    return Fetcher(
+        make_session(config.workers),
+        timeout=config.timeout,
+        retries=config.retries,
+        max_retry_after=config.max_retry_after,
+        per_host=config.per_host,
+        max_bytes=config.max_bytes,
+        throttle=HostThrottle(config.rate, max_pause=config.max_retry_after),
+        budget=RetryBudget(config.retry_budget),
+    )
 
 
 class _PhotoFaces:

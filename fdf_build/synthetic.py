@@ -65,9 +65,14 @@ def synthetic_photo(index: int, *, license: str = "by", nsid: str | None = None,
     return dataclasses.replace(photo, **overrides) if overrides else photo
 
 
-def write_yfcc_file(path, lines: int) -> None:
-    """A YFCC100M-format file of ``lines`` photos for benchmarks: 50k owners, all six licenses,
-    1% videos, 0.5% ``no_cv`` opt-outs, like the real file's bounded vocabulary. Written atomically."""
+#: YFCC100M's cardinalities: ~581k distinct owners, and user tags from a vocabulary of millions
+YFCC_OWNERS, YFCC_TAG_VOCABULARY = 581_000, 2_000_000
+
+
+def write_yfcc_file(path, lines: int, *, owners: int = YFCC_OWNERS, tags: int = YFCC_TAG_VOCABULARY) -> None:
+    """A YFCC100M-format file of ``lines`` photos for benchmarks, at the real file's cardinalities: every one
+    of ``owners`` distinct owners appears within the first ``owners`` lines, each photo has 0-7 user tags
+    drawn from ``tags`` distinct ones; all six licenses, 1% videos, 0.5% ``no_cv`` opt-outs. Written atomically."""
     from pathlib import Path
 
     from .filters import LICENSES
@@ -78,7 +83,10 @@ def write_yfcc_file(path, lines: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for i in range(lines):
-            tags = ("no_cv",) if i % 200 == 0 else ("portrait", "people")
-            photo = synthetic_photo(i, license=codes[i % 6], marker=int(i % 100 == 0), user_tags=tags)
+            owner = (i * 7_919) % owners  # 7,919 is prime, so i -> owner visits every owner once per `owners` lines
+            words = tuple(f"tag{(i * 8 + j) * 2_654_435_761 % tags}" for j in range(i % 8))
+            photo = synthetic_photo(i, license=codes[i % 6], marker=int(i % 100 == 0),
+                                    nsid=f"{10_000_000 + owner}@N0{owner % 8}", user_nickname=f"user {owner}",
+                                    user_tags=("no_cv", *words) if i % 200 == 50 else words)
             f.write(format_line(photo) + "\n")
     tmp.rename(path)
