@@ -272,13 +272,17 @@ def _build(file, progress, options):
 
 
 def _run_and_report(job, out: Path) -> None:
-    from .pipeline import BuildError
+    from .pipeline import BuildError, stopped, systemic
 
     try:
         with Bars() as bars:
             summary = job(bars)
     except (BuildError, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    except (OSError, MemoryError) as e:  # outside the photos' stages: while merging, say
+        if not systemic(e):
+            raise
+        raise click.ClickException(str(stopped(e))) from None
     echo_build_summary(summary.to_dict(), out)
 
 
@@ -289,7 +293,7 @@ def _run_and_report(job, out: Path) -> None:
 @click.option("--rate", type=click.FloatRange(0.01), help="Requests per second to each host.")
 def retry_failed(out: Path, base_url: Optional[str], workers: Optional[int], rate: Optional[float]) -> None:
     """Try again the photos of the build in OUT that failed for transient reasons (5xx, 429, timeouts,
-    connection errors), with the build's own settings, and merge again.
+    connection errors) or with an internal error, with the build's own settings, and merge again.
 
     Each shard's photos.jsonl lists every photo's outcome; removed, missing and
     undecodable photos are not retried.

@@ -202,6 +202,12 @@ def systemic(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or (isinstance(e, OSError) and e.errno in _SYSTEMIC_ERRNOS)
 
 
+def stopped(e: BaseException) -> BuildError:
+    """The one line a build stopped by a systemic error ends with."""
+    return BuildError(f"build stopped: {e}. Completed shards are kept: fix this and run the same command again "
+                      "to resume.")
+
+
 def check_models(config: BuildConfig) -> None:
     """Fail before any work when a reference backend cannot run: no torch, or weights not on disk."""
     if not config.reference_models:
@@ -445,7 +451,6 @@ def _run_shard(stages: Stages, photos: list[Photo], writer: ShardWriter, progres
             # stop fast: photos not started yet are dropped, only those in flight are waited for
             pool.shutdown(wait=True, cancel_futures=True)
             if systemic(e):
-                raise BuildError(f"build stopped: {e}. Completed shards are kept: fix this and run the same "
-                                 "command again to resume.") from e
+                raise stopped(e) from e
             raise
     return writer.close()
