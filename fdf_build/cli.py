@@ -438,6 +438,9 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
 
     try:
         files = load_manifest(manifest)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    try:
         sizes = {f.name: f.size for f in files}
         with Bars(sizes, default=Bars.BYTES) as progress:
             report = download_dataset(

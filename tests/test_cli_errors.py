@@ -5,7 +5,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli
+from fdf_build.cli import cli, download_command
 
 from .datasets import make_dataset
 
@@ -79,3 +79,15 @@ def test_the_undamaged_dataset_passes_the_same_commands(command, dataset, tmp_pa
     extra = {"report": ["--out", str(tmp_path / "report")], "pack": ["--out", str(tmp_path / "mirror")]}
     result = CliRunner().invoke(cli, [command, str(dataset), *extra.get(command, [])])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("text", ['{"files": [{"name": "a.zip"', '[1, 2]',
+                                  '{"files": [{"name": "../a.zip", "url": "x", "md5": "0"}]}'])
+def test_a_malformed_manifest_is_one_line_and_exit_2(text, tmp_path):
+    (tmp_path / "manifest.json").write_text(text)
+    args = [str(tmp_path / "copy"), "--manifest", str(tmp_path / "manifest.json"), "--base-url", "http://127.0.0.1:9"]
+    result = CliRunner().invoke(download_command, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and ("not a manifest" in errors[0] or "plain file name" in errors[0]), errors
+    assert not (tmp_path / "copy").exists()
