@@ -5,6 +5,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -208,7 +209,8 @@ def test_unsafe_archive_through_the_downloader_fails_cleanly(tmp_path):
 def test_killed_download_completes_on_rerun(mirror, tmp_path):
     _, mirror_dir, _, routes = mirror
     target = tmp_path / "copy"
-    with LocalServer(routes, {"/m/cc-by-2.zip": [Fault("pause", seconds=30)]}, max_seconds=60) as server:
+    killed = threading.Event()  # the server sends half the file, then the rest only after the kill
+    with LocalServer(routes, {"/m/cc-by-2.zip": [Fault("pause", release=killed)]}, max_seconds=60) as server:
         proc = subprocess.Popen(
             [sys.executable, str(REPO / "download_fdf256.py"), str(target), "--manifest",
              str(mirror_dir / "manifest.json"), "--base-url", server.url + "/m", "--workers", "1"],
@@ -218,9 +220,9 @@ def test_killed_download_completes_on_rerun(mirror, tmp_path):
         deadline = time.monotonic() + 30
         while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        killed.set()
         assert part.exists() and not (target / "cc-by-2.zip").exists()
         result = CliRunner().invoke(
             download_command, [str(target), "--manifest", str(mirror_dir / "manifest.json"),
