@@ -69,9 +69,24 @@ def test_pack_round_trips_through_download(mirror, tmp_path):
     assert verify_dataset(tmp_path / "copy") == {"train": [], "val": []}
 
 
-def test_pack_is_reproducible(mirror, tmp_path):
+def test_pack_is_reproducible(mirror, tmp_path, monkeypatch):
+    """The same dataset packs to the same bytes wherever it lies, whatever its files' times and modes and the clock."""
+    import datetime
+    import shutil
+
     dataset, mirror_dir, manifest, _ = mirror
-    assert pack(dataset, tmp_path / "again") == manifest
+    copy = tmp_path / "elsewhere" / "dataset"
+    shutil.copytree(dataset, copy)
+    when = datetime.datetime(2001, 2, 3, 4, 5, 6).timestamp()
+    for path in copy.rglob("*"):
+        if path.is_file():
+            os.utime(path, (when, when))
+            path.chmod(0o600)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    monkeypatch.setattr(time, "time", lambda: 4102444800.0)  # 2100-01-01
+    monkeypatch.setattr(time, "localtime", lambda *a: datetime.datetime(2100, 1, 1).timetuple())
+    assert pack(copy, tmp_path / "again") == manifest
+    assert files_of(tmp_path / "again") == files_of(mirror_dir)
 
 
 def test_second_run_downloads_nothing(mirror, tmp_path):

@@ -290,6 +290,31 @@ def test_a_grown_blocklist_resumes_without_fetching_or_shifting_photos(built, wo
         build(world, copy, workers=4, shard_size=3, blocklist=blocklist)
 
 
+def test_a_removed_owner_stays_out_of_the_next_real_build(built, world, tmp_path):
+    """`fdf-build remove` on a build, then a new build given the blocklist it wrote: none of the owner's photos are
+    selected (so none is fetched), and every other face comes out as before."""
+    out, summary = built
+    published = tmp_path / "published"
+    shutil.copytree(out, published)
+    before = faces_by_photo(out)
+    nsid = next(iter(before.values()))["user_nsid"]
+    theirs = {p.photo_id for p in _records(world) if p.user_nsid == nsid}
+    removed = CliRunner().invoke(cli, ["remove", str(published), "--user-nsid", nsid])
+    assert removed.exit_code == 0, removed.output
+    again = build(world, tmp_path / "rebuilt", workers=4, shard_size=3, blocklist=published / "blocklist.txt")
+    assert again.selection["rejected"]["blocklisted"] == len(theirs)
+    assert again.photos["tried"] == summary.photos["tried"] - len(theirs)
+    after = faces_by_photo(tmp_path / "rebuilt")
+    assert after == {k: v for k, v in before.items() if v["user_nsid"] != nsid} and len(after) < len(before)
+
+
+def _records(world) -> list:
+    from fdf_build.metadata import open_metadata, read_photos
+
+    with open_metadata(world[0]) as lines:
+        return list(read_photos(lines))
+
+
 def test_build_cli_limit_and_summary(world, tmp_path):
     tsv, routes, _, _ = world
     with LocalServer(routes, max_seconds=60) as server:
