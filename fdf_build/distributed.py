@@ -10,6 +10,7 @@ On a multi-machine cluster, ``--out`` must be on a filesystem every node sees.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -40,8 +41,10 @@ def run_shards_ray(config: BuildConfig, jobs: Iterable, crawl_date: str, progres
     except ImportError:
         raise ValueError("--executor ray needs Ray: pip install 'fdf_build[ray]'") from None
     started_here = not ray.is_initialized()
-    if started_here:
+    if started_here and config.ray_address:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
+    elif started_here:
+        start_local_ray()
     try:
         resources = ray.available_resources()
         if config.device.startswith("cuda"):
@@ -66,6 +69,34 @@ def run_shards_ray(config: BuildConfig, jobs: Iterable, crawl_date: str, progres
     finally:
         if started_here:
             ray.shutdown()
+
+
+#: Off, Ray takes this machine for a one-node cluster: every Ray process then listens on 127.0.0.1 only.
+_RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def start_local_ray(**options) -> None:
+    """Start a Ray instance for this machine alone, every one of its processes listening on 127.0.0.1 only.
+
+    A plain ``ray.init()`` on Linux listens on all interfaces (its GCS, raylets and workers, so that
+    other machines can join) at the address facing the network. A build that starts its own Ray needs
+    no network, so it turns Ray's cluster mode off, as Ray does on macOS and Windows: through its
+    switch, an environment variable (inherited by the processes Ray starts) that Ray reads once at
+    import, hence also the constant it was read into. ``options`` go to ``ray.init`` (``num_cpus``...).
+    """
+    import ray
+    from ray._private import ray_constants
+
+    saved = os.environ.get(_RAY_CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_CLUSTER_SWITCH], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False, **options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
+        if saved[0] is None:
+            os.environ.pop(_RAY_CLUSTER_SWITCH)
+        else:
+            os.environ[_RAY_CLUSTER_SWITCH] = saved[0]
 
 
 def _collect(result: tuple[int, dict], progress) -> dict:

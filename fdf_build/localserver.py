@@ -31,16 +31,28 @@ class Fault:
     """One misbehaviour, used up by one request to its path.
 
     kinds: ``drop`` (close before answering), ``status`` (answer ``status``,
-    with ``retry_after`` as a header if set), ``stall`` (sleep ``seconds``
-    before answering), ``cut`` (announce the full length, send half, close),
-    ``short`` (a complete response whose body is the first half of the file),
-    ``pause`` (send half the body, sleep ``seconds``, send the rest).
+    with ``retry_after`` as a header if set), ``stall`` (wait before answering),
+    ``cut`` (announce the full length, send half, close), ``short`` (a complete
+    response whose body is the first half of the file), ``pause`` (send half
+    the body, wait, send the rest).
+
+    A wait lasts ``seconds``, or, given ``release``, until that event is set (at
+    most ``seconds`` if set, else the server's ``max_seconds``): tests release
+    it when the client has given up or done what they check, so no outcome
+    depends on how fast either side runs.
     """
 
     kind: str
     status: int = 500
     retry_after: Optional[str] = None
     seconds: float = 0.0
+    release: Optional[threading.Event] = field(default=None, compare=False)
+
+    def wait(self, max_seconds: float) -> None:
+        if self.release is None:
+            time.sleep(self.seconds)
+        else:
+            self.release.wait(self.seconds or max_seconds)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -113,7 +125,7 @@ def _handler_for(server: LocalServer):
             if server.latency:
                 time.sleep(server.latency)
             if fault is not None and fault.kind == "stall":
-                time.sleep(fault.seconds)
+                fault.wait(server.max_seconds)
                 fault = None
             if fault is not None and fault.kind == "drop":
                 self.close_connection = True
@@ -136,7 +148,7 @@ def _handler_for(server: LocalServer):
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 if fault.kind == "pause":
-                    time.sleep(fault.seconds)
+                    fault.wait(server.max_seconds)
                     self.wfile.write(body[len(body) // 2 :])
                 else:
                     self.close_connection = True

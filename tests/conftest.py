@@ -37,3 +37,16 @@ def pose():
     from fdf_build.keypoints import MediaPipePose
 
     return MediaPipePose()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only():
+    """No test listens beyond loopback: a bind to another address in this process fails the test that tried."""
+    import socket
+
+    from .loopback import guarded_bind
+
+    bind = socket.socket.bind
+    socket.socket.bind = guarded_bind(bind)
+    yield
+    socket.socket.bind = bind

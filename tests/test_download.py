@@ -5,6 +5,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -68,9 +69,24 @@ def test_pack_round_trips_through_download(mirror, tmp_path):
     assert verify_dataset(tmp_path / "copy") == {"train": [], "val": []}
 
 
-def test_pack_is_reproducible(mirror, tmp_path):
+def test_pack_is_reproducible(mirror, tmp_path, monkeypatch):
+    """The same dataset packs to the same bytes wherever it lies, whatever its files' times and modes and the clock."""
+    import datetime
+    import shutil
+
     dataset, mirror_dir, manifest, _ = mirror
-    assert pack(dataset, tmp_path / "again") == manifest
+    copy = tmp_path / "elsewhere" / "dataset"
+    shutil.copytree(dataset, copy)
+    when = datetime.datetime(2001, 2, 3, 4, 5, 6).timestamp()
+    for path in copy.rglob("*"):
+        if path.is_file():
+            os.utime(path, (when, when))
+            path.chmod(0o600)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    monkeypatch.setattr(time, "time", lambda: 4102444800.0)  # 2100-01-01
+    monkeypatch.setattr(time, "localtime", lambda *a: datetime.datetime(2100, 1, 1).timetuple())
+    assert pack(copy, tmp_path / "again") == manifest
+    assert files_of(tmp_path / "again") == files_of(mirror_dir)
 
 
 def test_second_run_downloads_nothing(mirror, tmp_path):
@@ -226,7 +242,8 @@ def test_unsafe_archive_through_the_downloader_fails_cleanly(tmp_path):
 def test_killed_download_completes_on_rerun(mirror, tmp_path):
     _, mirror_dir, _, routes = mirror
     target = tmp_path / "copy"
-    with LocalServer(routes, {"/m/cc-by-2.zip": [Fault("pause", seconds=30)]}, max_seconds=60) as server:
+    killed = threading.Event()  # the server sends half the file, then the rest only after the kill
+    with LocalServer(routes, {"/m/cc-by-2.zip": [Fault("pause", release=killed)]}, max_seconds=60) as server:
         proc = subprocess.Popen(
             [sys.executable, str(REPO / "download_fdf256.py"), str(target), "--manifest",
              str(mirror_dir / "manifest.json"), "--base-url", server.url + "/m", "--workers", "1"],
@@ -236,9 +253,9 @@ def test_killed_download_completes_on_rerun(mirror, tmp_path):
         deadline = time.monotonic() + 30
         while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        killed.set()
         assert part.exists() and not (target / "cc-by-2.zip").exists()
         result = CliRunner().invoke(
             download_command, [str(target), "--manifest", str(mirror_dir / "manifest.json"),

@@ -1,6 +1,6 @@
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -15,9 +15,13 @@ PHOTO = (DEMO_DATA / "codait_luciano.jpg").read_bytes()
 
 
 def fetcher(**kw):
-    kw.setdefault("backoff", 0.01)
-    kw.setdefault("timeout", 2.0)
-    return Fetcher(make_session(8), **kw)
+    """A Fetcher whose waits between tries are recorded in ``.waits`` instead of slept (unless ``sleep`` is given)."""
+    waits = []
+    kw.setdefault("sleep", waits.append)
+    kw.setdefault("timeout", 10.0)
+    f = Fetcher(make_session(8), **kw)
+    f.waits = waits
+    return f
 
 
 def serve(faults=None, **kw):
@@ -44,18 +48,28 @@ def test_5xx_until_retries_run_out():
 
 
 def test_429_retry_after_is_honoured():
-    with serve({"/1/1_a.jpg": [Fault("status", 429, retry_after="1")]}) as s:
-        assert fetcher()(s.url + "/1/1_a.jpg") == PHOTO
-        first, second = s.hits("/1/1_a.jpg")
-        assert second - first >= 0.95
+    with serve({"/1/1_a.jpg": [Fault("status", 429, retry_after="7")]}) as s:
+        f = fetcher(backoff=0.01)
+        assert f(s.url + "/1/1_a.jpg") == PHOTO
+        assert len(s.hits("/1/1_a.jpg")) == 2
+    assert f.waits == [7.0]  # the server's pause, not the 0.01 s backoff
+
+
+def test_backoff_doubles_with_jitter_between_retries():
+    with serve({"/1/1_a.jpg": [Fault("status", 503)] * 3}) as s:
+        f = fetcher(backoff=1.0)
+        assert f(s.url + "/1/1_a.jpg") == PHOTO
+    assert len(f.waits) == 3
+    for attempt, wait in enumerate(f.waits):  # base 1 s x 2^attempt, jittered by x0.5 .. x1.5
+        assert 0.5 * 2**attempt <= wait < 1.5 * 2**attempt
 
 
 def test_429_asking_for_too_long_a_pause_gives_up_without_waiting():
     with serve({"/1/1_a.jpg": [Fault("status", 429, retry_after="3600")]}) as s:
-        start = time.monotonic()
-        result = fetcher(max_retry_after=5)(s.url + "/1/1_a.jpg")
+        f = fetcher(max_retry_after=5)
+        result = f(s.url + "/1/1_a.jpg")
         assert result.reason is SkipReason.HTTP_RATE_LIMITED
-        assert time.monotonic() - start < 2 and len(s.hits("/1/1_a.jpg")) == 1
+        assert f.waits == [] and len(s.hits("/1/1_a.jpg")) == 1
 
 
 def test_dropped_connection_and_cut_body_are_retried():
@@ -76,9 +90,12 @@ def test_placeholder_redirect_means_removed():
 
 
 def test_stall_beyond_timeout_is_a_timeout():
-    with serve({"/1/1_a.jpg": [Fault("stall", seconds=1.5)] * 2}) as s:
+    gave_up = threading.Event()  # the server answers only once the client has given up
+    with serve({"/1/1_a.jpg": [Fault("stall", release=gave_up)] * 2}) as s:
         result = fetcher(timeout=0.3, retries=1)(s.url + "/1/1_a.jpg")
-        assert result.reason is SkipReason.HTTP_TIMEOUT
+        gave_up.set()
+        assert result == Skip(SkipReason.HTTP_TIMEOUT, "ReadTimeout")
+        assert len(s.hits("/1/1_a.jpg")) == 2
 
 
 def test_body_over_the_size_cap_is_refused():
@@ -100,25 +117,41 @@ def test_redirect_loop_is_a_request_error_not_retried():
 
 
 def test_per_host_concurrency_cap():
-    active, peak, lock = 0, 0, threading.Lock()
+    """The server holds every request until released: with a cap of 3, exactly 3 get in flight, and then no slot
+    is free for a 4th (probed without blocking, so nothing here waits on timing)."""
+    cap = 3
+    active, peak = 0, 0
+    changed, release = threading.Condition(), threading.Event()
 
-    class Counting(LocalServer):
+    class Holding(LocalServer):
         def _next_fault(self, path, range_header=""):
             nonlocal active, peak
-            with lock:
+            with changed:
                 active += 1
                 peak = max(peak, active)
-            time.sleep(0.05)
-            with lock:
+                changed.notify_all()
+            release.wait(30)
+            with changed:
                 active -= 1
             return super()._next_fault(path, range_header)
 
-    with Counting({"/1/1_a.jpg": PHOTO}, max_seconds=60) as s:
-        f = fetcher(per_host=3)
+    with Holding({"/1/1_a.jpg": PHOTO}, max_seconds=60) as s:
+        url = s.url + "/1/1_a.jpg"
+        f = fetcher(per_host=cap, timeout=60)
         with ThreadPoolExecutor(12) as pool:
-            results = list(pool.map(lambda _: f(s.url + "/1/1_a.jpg"), range(24)))
+            futures = [pool.submit(f, url) for _ in range(24)]
+            with changed:
+                reached = changed.wait_for(lambda: active >= cap, timeout=30)
+            slot = f._slot(url)  # the host's semaphore: every request holds it while in flight
+            free = slot.acquire(blocking=False)
+            if free:
+                slot.release()
+            release.set()
+            results = [future.result() for future in futures]
+        assert len(s.hits("/1/1_a.jpg")) == 24  # none timed out and was tried again
+    assert reached and not free
     assert all(r == PHOTO for r in results)
-    assert peak == 3
+    assert peak == cap
 
 
 def test_parse_retry_after_forms():
@@ -168,19 +201,52 @@ def test_host_throttle_spaces_requests_per_host_and_pauses_refusing_hosts():
     assert now[0] == pytest.approx(8.0)
 
 
+class FakeClock:
+    """A clock that only ``sleep`` moves, shared by threads."""
+
+    def __init__(self):
+        self.now, self._lock = 1000.0, threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
 def test_throttle_makes_all_workers_respect_a_429():
+    """Worker A gets a 429 (Retry-After 30); worker B, asking the same host while A waits to retry, must wait
+    out the host's pause too. A's own wait ends only after B's request went out, so B cannot ride on it."""
     from fdf_build.fetch import HostThrottle
 
-    faults = {"/1/1_a.jpg": [Fault("status", 429, retry_after="1")]}
-    with serve(faults) as s:
-        f = fetcher(throttle=HostThrottle(None))
+    clock = FakeClock()
+    refused, b_sent = threading.Event(), threading.Event()
+
+    class Throttle(HostThrottle):
+        def refused(self, host, retry_after):
+            super().refused(host, retry_after)
+            refused.set()
+
+    def a_waits_to_retry(seconds):
+        assert b_sent.wait(30)
+        clock.sleep(seconds)
+
+    sent = []  # (path, clock time) of each request
+    with serve({"/1/1_a.jpg": [Fault("status", 429, retry_after="30")]}) as s:
+        f = fetcher(throttle=Throttle(None, clock=clock, sleep=clock.sleep), sleep=a_waits_to_retry)
+        get = f.session.get
+        f.session.get = lambda url, **kw: sent.append((urlsplit(url).path, clock())) or get(url, **kw)
         with ThreadPoolExecutor(2) as pool:
-            refused = pool.submit(f, s.url + "/1/1_a.jpg")
-            time.sleep(0.2)  # the 429 has arrived; now another worker asks the same host
-            other = pool.submit(f, s.url + "/gone.jpg")
-            assert refused.result() == PHOTO and other.result().reason is SkipReason.PHOTO_REMOVED
-        first = s.hits("/1/1_a.jpg")[0]
-        assert s.hits("/gone.jpg")[0] - first >= 0.95  # the other worker waited out the host's pause
+            a = pool.submit(f, s.url + "/1/1_a.jpg")
+            assert refused.wait(30)  # the 429 has arrived; now another worker asks the same host
+            b = pool.submit(f, s.url + "/gone.jpg")
+            assert b.result().reason is SkipReason.PHOTO_REMOVED
+            b_sent.set()
+            assert a.result() == PHOTO
+    assert [p for p, _ in sent] == ["/1/1_a.jpg", "/gone.jpg", "/1/1_a.jpg"]
+    assert sent[1][1] >= sent[0][1] + 30  # B waited out the host's pause
 
 
 def test_retry_budget_is_shared_and_fails_fast():

@@ -1,5 +1,7 @@
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -288,6 +290,31 @@ def test_a_grown_blocklist_resumes_without_fetching_or_shifting_photos(built, wo
         build(world, copy, workers=4, shard_size=3, blocklist=blocklist)
 
 
+def test_a_removed_owner_stays_out_of_the_next_real_build(built, world, tmp_path):
+    """`fdf-build remove` on a build, then a new build given the blocklist it wrote: none of the owner's photos are
+    selected (so none is fetched), and every other face comes out as before."""
+    out, summary = built
+    published = tmp_path / "published"
+    shutil.copytree(out, published)
+    before = faces_by_photo(out)
+    nsid = next(iter(before.values()))["user_nsid"]
+    theirs = {p.photo_id for p in _records(world) if p.user_nsid == nsid}
+    removed = CliRunner().invoke(cli, ["remove", str(published), "--user-nsid", nsid])
+    assert removed.exit_code == 0, removed.output
+    again = build(world, tmp_path / "rebuilt", workers=4, shard_size=3, blocklist=published / "blocklist.txt")
+    assert again.selection["rejected"]["blocklisted"] == len(theirs)
+    assert again.photos["tried"] == summary.photos["tried"] - len(theirs)
+    after = faces_by_photo(tmp_path / "rebuilt")
+    assert after == {k: v for k, v in before.items() if v["user_nsid"] != nsid} and len(after) < len(before)
+
+
+def _records(world) -> list:
+    from fdf_build.metadata import open_metadata, read_photos
+
+    with open_metadata(world[0]) as lines:
+        return list(read_photos(lines))
+
+
 def test_build_cli_limit_and_summary(world, tmp_path):
     tsv, routes, _, _ = world
     with LocalServer(routes, max_seconds=60) as server:
@@ -317,7 +344,6 @@ def test_demo_photos_are_the_bundled_ones():
 
 def test_build_killed_with_sigkill_resumes_to_identical_output(world, tmp_path):
     """A real `fdf-build build` process killed mid-run, then re-run, ends byte-identical to an uninterrupted build."""
-    import os
     import signal
     import subprocess
     import sys
@@ -325,8 +351,11 @@ def test_build_killed_with_sigkill_resumes_to_identical_output(world, tmp_path):
 
     tsv, routes, _, _ = world
     target = tmp_path / "killed"
-    # slow responses so the kill lands mid-build, after the first shard completed
-    with LocalServer(routes, latency=0.3, max_seconds=120) as server:
+    # a photo of the second shard is answered only after the kill, so the kill lands after the first shard
+    # completed and before the build can finish, however fast or slow this machine is
+    killed = threading.Event()
+    held = urlsplit(synthetic_photo(3).download_url).path
+    with LocalServer(routes, {held: [Fault("stall", release=killed)]}, max_seconds=120) as server:
         args = [sys.executable, "-m", "fdf_build", "build", str(tsv), "--out", str(target), "--base-url",
                 server.url, "--workers", "2", "--shard-size", "3", "--crawl-date", "2026-01-01",
                 "--val-fraction", "0.3"]
@@ -337,7 +366,9 @@ def test_build_killed_with_sigkill_resumes_to_identical_output(world, tmp_path):
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        killed.set()
         assert marker.exists() and not (target / "stats.json").exists()
+        assert not (target / ".work" / "shard_00001" / "_stats.json").exists()
     # the faulty photos of the module's world are served cleanly now; their outcome differs from the
     # uninterrupted build, so compare against a clean uninterrupted build of the same server
     with LocalServer(routes, max_seconds=120) as server:
@@ -375,11 +406,17 @@ def test_retry_failed_needs_a_finished_build(tmp_path):
 
 def test_ray_executor_gives_the_local_output(built, world, tmp_path):
     ray = pytest.importorskip("ray")
+    from fdf_build.distributed import start_local_ray
+
+    from .loopback import descendants, is_loopback, listening_addresses
+
     out, _ = built
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=2)
     try:
+        addresses = listening_addresses(descendants(os.getpid()))
         summary = build(world, tmp_path / "ray", workers=4, shard_size=3, executor="ray")
     finally:
         ray.shutdown()
+    assert len(addresses) >= 3 and all(map(is_loopback, addresses)), addresses  # GCS, raylet, workers
     assert summary.shards["built"] >= 4
     assert dataset_bytes(tmp_path / "ray") == dataset_bytes(out)

@@ -296,7 +296,7 @@ def test_pipeline_stages_with_all_reference_backends():
     config = BuildConfig(metadata="-", out=".", detector="dsfd", keypoints="keypointrcnn", landmarks="face-alignment",
                          detector_threshold=0.05, detect_max_side=256, batch_size=2)
     detector, keypoints = make_models(config, random_init=True)
-    assert isinstance(detector(PHOTOS[0]), list)  # random weights: boxes are noise, so match on the real face
+    # random weights: boxes are noise, so match on the real face (the build test runs the detector end to end)
     from fdf_build.records import Face
 
     real = Face(box=np.array([136, 46, 265, 220], np.float32), score=0.9, keypoints=np.full((7, 2), np.nan, np.float32))
@@ -307,7 +307,7 @@ def test_pipeline_stages_with_all_reference_backends():
 
 def test_gpu_builds_keep_enough_photos_in_flight_to_fill_per_size_batches():
     gpu = BuildConfig(metadata="-", out=".", detector="dsfd", device="cuda", batch_size=16, workers=8)
-    assert gpu.threads == 64
+    assert gpu.threads >= 2 * gpu.batch_size  # photos of two sizes can each fill a batch at once
     assert BuildConfig(metadata="-", out=".", detector="dsfd", device="cpu", batch_size=16, workers=8).threads == 8
     assert BuildConfig(metadata="-", out=".", device="cuda", workers=8).threads == 8  # no GPU model to feed
 
@@ -355,3 +355,68 @@ def test_landmarks68_land_beside_the_keypoints_in_the_crop_frame_and_survive_rem
     assert len(after) == len(kept) < len(meta) and verify_split(split) == []
     for old, new in kept.items():
         np.testing.assert_array_equal(after[new], landmarks68[old])
+
+
+@pytest.mark.timeout(900)  # ~3 min on 2 shared cores: three real networks, two photos
+def test_a_build_with_every_reference_backend_writes_the_whole_layout(tmp_path, monkeypatch):
+    """run_build with DSFD + keypoint R-CNN + face-alignment, weights (random, saved) found in the hub cache, through
+    fetch, crop, shards, merge and verify; the faces written are the ones those weights detect in each photo."""
+    from urllib.parse import urlsplit
+
+    from fdf_build.layout import verify_dataset
+    from fdf_build.localserver import LocalServer
+    from fdf_build.metadata import format_line
+    from fdf_build.pipeline import run_build
+    from fdf_build.synthetic import synthetic_photo
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    init = reference.KeypointRCNN.__init__
+
+    def smaller(self, **kw):  # torchvision's 800 px resize costs ~5 s a photo on 2 cores; smaller is the same path
+        init(self, **kw)
+        self.net.transform.min_size, self.net.transform.max_size = (320,), 512
+        self.net.roi_heads.detections_per_img = 10
+
+    monkeypatch.setattr(reference.KeypointRCNN, "__init__", smaller)
+    torch.manual_seed(0)
+    dsfd = with_measured_batchnorm(reference.DSFDDetector(random_init=True, max_side=256), PHOTOS)
+    # random weights score hundreds of boxes; only the few largest pass this min_face, which keeps FAN's work small
+    min_face = 300
+    expected = [sorted(tuple(f.box) for f in dsfd(photo) if min(f.width, f.height) >= min_face) for photo in PHOTOS]
+    assert all(expected)
+    torch.save(dsfd.net.state_dict(), hub / reference.WEIGHTS["dsfd"][0])
+    torch.save(reference.KeypointRCNN(random_init=True).net.state_dict(), hub / reference.WEIGHTS["keypointrcnn"][0])
+    torch.save(reference.FaceAlignment68(random_init=True).net.state_dict(), hub / reference.WEIGHTS["face-alignment"][0])
+    del dsfd
+    names = ("codait_luciano.jpg", "pexels_woman_turned.jpg")
+    photos = [synthetic_photo(i, nsid=nsid) for i, nsid in enumerate(("25@N00", "7240297@N05"))]  # val, train
+    routes = {urlsplit(p.download_url).path: (DEMO_DATA / name).read_bytes() for p, name in zip(photos, names)}
+    tsv = tmp_path / "yfcc.tsv"
+    tsv.write_text("".join(format_line(p) + "\n" for p in photos))
+    settings = dict(detector="dsfd", keypoints="keypointrcnn", landmarks="face-alignment", detect_max_side=256,
+                    min_face=min_face, batch_size=2, workers=2, val_fraction=0.026, crawl_date="2026-01-01")
+    with LocalServer(routes, max_seconds=300) as server:
+        summary = run_build(BuildConfig(metadata=str(tsv), out=tmp_path / "out", base_url=server.url, **settings))
+    assert summary.photos["fetched"] == 2 and summary.faces["kept"] == sum(map(len, expected))
+    assert verify_dataset(tmp_path / "out") == {"train": [], "val": []}
+    for split, photo, boxes in (("val", photos[0], expected[0]), ("train", photos[1], expected[1])):
+        folder = tmp_path / "out" / split
+        meta = json.loads((folder / "fdf_metainfo.json").read_text())
+        n = len(meta)
+        assert sorted(tuple(m["original_bounding_box"]) for m in meta.values()) == boxes
+        assert {m["user_nsid"] for m in meta.values()} == {photo.user_nsid}
+        assert all(m["detector"] == reference.DSFDDetector.name for m in meta.values())
+        assert {m["keypoint_model"] for m in meta.values()} <= {reference.KeypointRCNN.name, ""}
+        assert sorted(p.name for p in (folder / "images").iterdir()) == sorted(f"{i}.png" for i in range(n))
+        assert load_rgb(folder / "images" / "0.png").shape == (256, 256, 3)
+        assert np.load(folder / "landmarks.npy").shape == (n, 7, 2)
+        assert np.load(folder / "bounding_box.npy").shape == (n, 4)
+        landmarks68 = np.load(folder / "landmarks68.npy")
+        assert landmarks68.shape == (n, 68, 2) and not np.isnan(landmarks68).all()
+    # other weights under the same name are another input: the resume is refused, naming them
+    torch.manual_seed(1)
+    torch.save(reference.FaceAlignment68(random_init=True).net.state_dict(), hub / reference.WEIGHTS["face-alignment"][0])
+    with pytest.raises(BuildError, match="the face-alignment weights are another file: 2DFAN4"):
+        run_build(BuildConfig(metadata=str(tsv), out=tmp_path / "out", **settings))
