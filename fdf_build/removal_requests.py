@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import urlsplit
 
-from .privacy import RemovalPlan, entry_photo_id, photo_id_from_url, plan_removal, remove_faces
+from .metainfo import FaceRecord, photo_id_from_url
+from .privacy import RemovalPlan, plan_removal, remove_faces
 
 try:
     import fcntl
@@ -199,9 +200,9 @@ def apply_requests(dataset: Path, path: Path, *, dry_run: bool = False) -> Appli
     nsids = {n for r in queue.pending for n in r.query.nsids}
     photo_ids = {p for r in queue.pending for p in r.query.photo_ids}
     plan = plan_removal(dataset, nsids=sorted(nsids), photo_ids=sorted(photo_ids))
-    entries = [e for faces in plan.entries.values() for e in faces.values()]
-    faces = {r.id: sum(e.get("user_nsid") in r.query.nsids or entry_photo_id(e) in r.query.photo_ids
-                       for e in entries) for r in queue.pending}
+    records = [FaceRecord.from_json(n, e, split=split) for split, faces in plan.entries.items() for n, e in faces.items()]
+    faces = {r.id: sum(f.user_nsid in r.query.nsids or f.photo_id in r.query.photo_ids for f in records)
+             for r in queue.pending}
     if not dry_run:
         ids = [r.id for r in queue.pending]
         remove_faces(plan, reason=f"removal request{'s' if len(ids) > 1 else ''} {', '.join(ids)}")

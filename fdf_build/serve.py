@@ -35,7 +35,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .layout import split_dirs
-from .privacy import BadInput, Match, entry_photo_id, search
+from .metainfo import FaceRecord
+from .privacy import BadInput, Match, search
 from .removal_requests import (MAX_CONTACT, MAX_QUERY, MAX_REASON, REQUESTS_FILE, BadRequest, Query, Request,
                                append_request, parse_query)
 from .split import SPLITS
@@ -193,16 +194,14 @@ them out of later builds.</p>
 
 
 def _card(m: Match) -> str:
-    e = m.entry
-    src = f"image/{quote(m.split)}/{int(m.image)}.png"
-    photo = e.get("page_url") or e.get("photo_url")
-    photo_text = e.get("photo_title") or f"photo {entry_photo_id(e)}"
+    r = FaceRecord.from_json(m.image, m.entry, split=m.split)
+    src = f"image/{quote(m.split)}/{r.image}.png"
     return (f'<li><a href="{src}"><img src="{src}" width="256" height="256" loading="lazy" '
-            f'alt="face {escape(m.image)} of {escape(m.split)}"></a><dl>'
-            f"<dt>split</dt><dd>{escape(m.split)}, face {escape(m.image)}</dd>"
-            f"<dt>license</dt><dd>{_link(e.get('license_url'), e.get('license') or e.get('license_url') or '?')}</dd>"
-            f"<dt>author</dt><dd>{escape(str(e.get('author') or e.get('user_nsid') or '?'))}</dd>"
-            f"<dt>photo</dt><dd>{_link(photo, photo_text)}</dd></dl></li>")
+            f'alt="face {r.image} of {escape(m.split)}"></a><dl>'
+            f"<dt>split</dt><dd>{escape(m.split)}, face {r.image}</dd>"
+            f"<dt>license</dt><dd>{_link(r.license_url, r.license or r.license_url or '?')}</dd>"
+            f"<dt>author</dt><dd>{escape(r.author or r.user_nsid or '?')}</dd>"
+            f"<dt>photo</dt><dd>{_link(r.photo_url, r.photo_title or f'photo {r.photo_id}')}</dd></dl></li>")
 
 
 def _link(url, text) -> str:

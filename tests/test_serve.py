@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from fdf_build import privacy
 from fdf_build.cli import cli, search_command
 from fdf_build.layout import load_metainfo, verify_dataset
+from fdf_build.metainfo import read_metainfo
 from fdf_build.removal_requests import BadRequest, Query, Request, append_request, parse_query, read_queue
 from fdf_build.writer import write_json
 
@@ -102,7 +103,7 @@ def page_answers(url, query) -> list:
 
 
 def photo_of(dataset, split, image) -> int:
-    return load_metainfo(dataset / split)[str(image)]["photo_id"]
+    return read_metainfo(dataset / split)[str(image)].photo_id
 
 
 # ---------------------------------------------------------------- query parsing
@@ -148,14 +149,13 @@ def test_search_page_gives_the_cli_answers_for_every_query_form(dataset, server)
 def test_each_face_shows_split_license_author_and_flickr_link(dataset, server):
     response = requests.get(server + "search", params={"q": CAROL}, timeout=10)
     page = Page(response.text)
-    meta = load_metainfo(dataset / "train")
-    faces = {k: m for k, m in meta.items() if m["user_nsid"] == CAROL}
+    faces = {k: r for k, r in read_metainfo(dataset / "train").items() if r.user_nsid == CAROL}
     assert len(page.images) == len(faces) > 0
-    for number, m in faces.items():
+    for number, r in faces.items():
         assert f"image/train/{number}.png" in page.images
         assert f"train, face {number}" in page.words
-        assert m["page_url"] in page.links and m["license_url"] in page.links
-        assert m["license"] in page.words and m["author"] in page.words
+        assert "flickr.com/photos/" in r.photo_url and r.photo_url in page.links and r.license_url in page.links
+        assert r.license in page.words and r.author in page.words
     assert f"{len(faces)} face" in page.words
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
@@ -242,7 +242,7 @@ def test_everything_from_outside_is_escaped(dataset):
     meta = load_metainfo(dataset / "train")
     entry = next(m for m in meta.values() if m["user_nsid"] == CAROL)
     entry.update(author='<script>alert("author")</script>', photo_title="<img src=x onerror=alert(1)>",
-                 license="<b>bold</b>", page_url="javascript:alert(1)", photo_url="javascript:alert(2)")
+                 license="<b>bold</b>", license_url="javascript:alert(1)", photo_url="javascript:alert(2)")
     write_json(dataset / "train" / "fdf_metainfo.json", meta)
     with ServerThread(serve.create_app(dataset, title="<i>t</i>")) as url:
         pages = [requests.get(url + "search", params={"q": q}, timeout=10).text

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from fdf_build.cli import cli
-from fdf_build.layout import load_metainfo
+from fdf_build.metainfo import read_metainfo
 
 from .conftest import REPO
 from .serving import ServerThread
@@ -80,12 +80,12 @@ def search(driver, url, text):
 
 
 def test_owner_finds_their_faces_and_asks_for_removal_in_a_browser(demo, browser):
-    meta = {split: load_metainfo(demo / split) for split in ("train", "val") if (demo / split / "images").is_dir()}
-    owners = [m["user_nsid"] for split in meta.values() for m in split.values()]
+    meta = {split: read_metainfo(demo / split) for split in ("train", "val") if (demo / split / "images").is_dir()}
+    owners = [r.user_nsid for split in meta.values() for r in split.values()]
     owner = max(set(owners), key=owners.count)  # the one with most faces: several thumbnails on one page
     expected = search_username(demo, "--user_nsid", owner)
     assert len(expected) == owners.count(owner) > 1
-    photo = next(m for split in meta.values() for m in split.values() if m["user_nsid"] != owner)
+    photo = next(r for split in meta.values() for r in split.values() if r.user_nsid != owner)
 
     with ServerThread(serve.create_app(demo)) as url:
         search(browser, url, owner)
@@ -93,10 +93,10 @@ def test_owner_finds_their_faces_and_asks_for_removal_in_a_browser(demo, browser
         assert f"{len(expected)} faces of {owner} found" in browser.find_element(By.CSS_SELECTOR, ".message").text
         assert browser.find_elements(By.TAG_NAME, "script") == []
         links = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "ul.faces a")}
-        assert {meta[s][str(n)]["page_url"] for s, n in expected} <= links
+        assert {meta[s][str(n)].photo_url for s, n in expected} <= links
 
-        search(browser, url, photo["page_url"])  # a photo's Flickr page URL, pasted as an owner would
-        assert shown_faces(browser) == search_username(demo, "--photo-url", photo["page_url"])
+        search(browser, url, photo.photo_url)  # a photo's Flickr page URL, pasted as an owner would
+        assert shown_faces(browser) == search_username(demo, "--photo-url", photo.photo_url)
 
         search(browser, url, '<script>document.title="owned"</script>')
         assert "Enter your Flickr NSID" in browser.find_element(By.CSS_SELECTOR, ".message").text
