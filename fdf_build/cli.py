@@ -573,18 +573,17 @@ def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
         asked = ", ".join([*r.query.nsids, *map(str, r.query.photo_ids)])
         click.echo(f"{'would apply' if dry_run else 'applied'} request {r.id} ({r.date}, {r.contact}): {asked}, "
                    f"{applied.faces[r.id]} face(s)")
-    if applied.plan is not None:
-        for split, numbers in applied.plan.drop.items():
-            for n in numbers:
-                e = applied.plan.entries[split][n]
-                click.echo(f"  {'would remove' if dry_run else 'removed'} {split}/images/{n}.png  {e.get('photo_url')}")
-    done = f"; {applied.already_done} applied earlier" if applied.already_done else ""
+    count = 0 if applied.plan is None else applied.plan.count
+    for split, numbers in (applied.plan.drop if applied.plan else {}).items():
+        for n in numbers:
+            e = applied.plan.entries[split][n]
+            click.echo(f"  {'would remove' if dry_run else 'removed'} {split}/images/{n}.png  {e.get('photo_url')}")
+    earlier = f"; {applied.already_done} applied earlier" if applied.already_done else ""
     if dry_run:
-        click.echo(f"{len(applied.requests)} pending request(s), {applied.plan.count if applied.plan else 0} face(s) "
-                   f"would be removed{done}")
+        click.echo(f"{len(applied.requests)} pending request(s), {count} face(s) would be removed{earlier}")
     else:
         click.echo(f"{len(applied.requests)} request(s) applied and marked done in {requests_file}, "
-                   f"{applied.plan.count if applied.plan else 0} face(s) removed{done}")
+                   f"{count} face(s) removed{earlier}")
 
 
 @cli.command()

@@ -256,6 +256,10 @@ def create_app(dataset: Path, *, requests_file: Optional[Path] = None, title: Op
     if not split_dirs(dataset):
         raise BadInput(f"{dataset}: no train/ or val/ with fdf_metainfo.json")
     page = OwnerPage(dataset, requests_file, title)
+    queue = page.requests_file
+    if not os.access(queue if queue.exists() else queue.parent, os.W_OK):
+        # said now, not to the first owner who sends a request
+        raise BadInput(f"{queue}: cannot be written; give --requests a file in a writable folder")
     routes = [
         Route("/", page.home),
         Route("/search", page.search),

@@ -399,6 +399,10 @@ def test_serve_command_serves_and_logs_access_to_stderr(dataset):
     assert out == ""
 
 
-def test_serve_command_refuses_a_folder_without_a_dataset(tmp_path):
+def test_serve_command_refuses_a_folder_without_a_dataset_or_a_queue_it_cannot_write(tmp_path, dataset, monkeypatch):
     result = CliRunner().invoke(cli, ["serve", str(tmp_path)])
     assert result.exit_code == 2 and "no train/ or val/" in result.output
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK and writable(path, mode))  # root writes all
+    result = CliRunner().invoke(cli, ["serve", str(dataset)])
+    assert result.exit_code == 2 and "removal-requests.jsonl: cannot be written; give --requests" in result.output

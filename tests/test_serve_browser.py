@@ -76,7 +76,14 @@ def search(driver, url, text):
     driver.get(url)
     box = driver.find_element(By.NAME, "q")
     box.send_keys(text + Keys.ENTER)
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(box))  # the results page replaced the form
+    wait_for_next_page(driver, box)
+
+
+def wait_for_next_page(driver, element):
+    """Until the page that held ``element`` is replaced by a fully loaded one, thumbnails and all."""
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
 
 
 def test_owner_finds_their_faces_and_asks_for_removal_in_a_browser(demo, browser):
@@ -107,7 +114,7 @@ def test_owner_finds_their_faces_and_asks_for_removal_in_a_browser(demo, browser
         browser.find_element(By.ID, "reason").send_keys("These are my photos.")
         button = browser.find_element(By.CSS_SELECTOR, "form.request button")
         button.click()
-        WebDriverWait(browser, 20).until(expected_conditions.staleness_of(button))
+        wait_for_next_page(browser, button)
         assert browser.find_element(By.TAG_NAME, "h1").text == "Request received"
         queued = [json.loads(line) for line in (demo / "removal-requests.jsonl").read_text().splitlines()]
         assert [(q["nsids"], q["contact"], q["faces_found"]) for q in queued] == [
