@@ -572,12 +572,11 @@ def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
     for r in applied.requests:
         asked = ", ".join([*r.query.nsids, *map(str, r.query.photo_ids)])
         click.echo(f"{'would apply' if dry_run else 'applied'} request {r.id} ({r.date}, {r.contact}): {asked}, "
-                   f"{applied.faces[r.id]} face(s)")
+                   f"{len(applied.faces[r.id])} face(s)")
+        for m in (match.to_dict() for match in applied.faces[r.id]):
+            click.echo(f"  {'would remove' if dry_run else 'removed'} {m['split']}/images/{m['image']}.png  "
+                       f"{m['photo_url']}")
     count = 0 if applied.plan is None else applied.plan.count
-    for split, numbers in (applied.plan.drop if applied.plan else {}).items():
-        for n in numbers:
-            e = applied.plan.entries[split][n]
-            click.echo(f"  {'would remove' if dry_run else 'removed'} {split}/images/{n}.png  {e.get('photo_url')}")
     earlier = f"; {applied.already_done} applied earlier" if applied.already_done else ""
     if dry_run:
         click.echo(f"{len(applied.requests)} pending request(s), {count} face(s) would be removed{earlier}")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import urlsplit
 
-from .metainfo import FaceRecord, photo_id_from_url
-from .privacy import RemovalPlan, plan_removal, remove_faces
+from .metainfo import photo_id_from_url
+from .privacy import RemovalPlan, plan_removal, remove_faces, search
 
 try:
     import fcntl
@@ -182,7 +182,7 @@ def read_queue(path: Path) -> Queue:
 @dataclass
 class Applied:
     requests: list[Request]
-    faces: dict  # request id -> faces of that request in the dataset now (removed unless a dry run)
+    faces: dict  # request id -> [Match] of that request's faces before the removal (removed unless a dry run)
     plan: Optional[RemovalPlan]
     malformed: list[str]
     already_done: int
@@ -197,17 +197,15 @@ def apply_requests(dataset: Path, path: Path, *, dry_run: bool = False) -> Appli
     queue = read_queue(path)
     if not queue.pending:
         return Applied([], {}, None, queue.malformed, queue.done)
+    faces = {r.id: search(dataset, nsids=r.query.nsids, photo_ids=r.query.photo_ids) for r in queue.pending}
     nsids = {n for r in queue.pending for n in r.query.nsids}
     photo_ids = {p for r in queue.pending for p in r.query.photo_ids}
     plan = plan_removal(dataset, nsids=sorted(nsids), photo_ids=sorted(photo_ids))
-    records = [FaceRecord.from_json(n, e, split=split) for split, faces in plan.entries.items() for n, e in faces.items()]
-    faces = {r.id: sum(f.user_nsid in r.query.nsids or f.photo_id in r.query.photo_ids for f in records)
-             for r in queue.pending}
     if not dry_run:
         ids = [r.id for r in queue.pending]
         remove_faces(plan, reason=f"removal request{'s' if len(ids) > 1 else ''} {', '.join(ids)}")
         with _appending(path) as f:
             date = _now()
-            f.write("".join(json.dumps({"done": r.id, "date": date, "faces_removed": faces[r.id]}) + "\n"
+            f.write("".join(json.dumps({"done": r.id, "date": date, "faces_removed": len(faces[r.id])}) + "\n"
                             for r in queue.pending))
     return Applied(queue.pending, faces, plan, queue.malformed, queue.done)
