@@ -546,9 +546,13 @@ def search_main() -> None:
 @cli.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @query_options
+@click.option("--requests", "requests_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Apply the requests queued in this file by `fdf-build serve` (DATASET/removal-requests.jsonl) "
+                   "and mark them done.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; change nothing.")
 @click.option("--reason", default="removal request", show_default=True, help="Recorded in removed.jsonl.")
-def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, dry_run: bool, reason: str) -> None:
+def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_file, dry_run: bool,
+           reason: str) -> None:
     """Remove every face of the given users or photos from all splits of DATASET.
 
     Renumbers each split (old -> new numbers in <split>/renumbering.json),
@@ -558,6 +562,10 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, dry_run: bo
     """
     from .privacy import BadInput, plan_removal, remove_faces
 
+    if requests_file is not None:
+        if user_nsid or nsid_file or photo_id or photo_url:
+            raise InputError("--requests applies the queued requests: give no other NSID or photo with it")
+        return _remove_requests(dataset, requests_file, dry_run)
     nsids, photo_ids = _query(user_nsid, nsid_file, photo_id, photo_url)
     try:
         plan = plan_removal(dataset, nsids=nsids, photo_ids=photo_ids)
@@ -572,6 +580,32 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, dry_run: bo
         return
     remove_faces(plan, reason=reason)
     click.echo(f"{plan.count} face(s) removed; ledger {dataset / 'removed.jsonl'}, blocklist {dataset / 'blocklist.txt'}")
+
+
+def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
+    from .privacy import BadInput
+    from .removal_requests import apply_requests
+
+    try:
+        applied = apply_requests(dataset, requests_file, dry_run=dry_run)
+    except BadInput as e:
+        raise InputError(str(e)) from None
+    for line in applied.malformed:
+        click.echo(f"{requests_file}: skipped malformed {line}", err=True)
+    for r in applied.requests:
+        asked = ", ".join([*r.query.nsids, *map(str, r.query.photo_ids)])
+        click.echo(f"{'would apply' if dry_run else 'applied'} request {r.id} ({r.date}, {r.contact}): {asked}, "
+                   f"{len(applied.faces[r.id])} face(s)")
+        for m in (match.to_dict() for match in applied.faces[r.id]):
+            click.echo(f"  {'would remove' if dry_run else 'removed'} {m['split']}/images/{m['image']}.png  "
+                       f"{m['photo_url']}")
+    count = 0 if applied.plan is None else applied.plan.count
+    earlier = f"; {applied.already_done} applied earlier" if applied.already_done else ""
+    if dry_run:
+        click.echo(f"{len(applied.requests)} pending request(s), {count} face(s) would be removed{earlier}")
+    else:
+        click.echo(f"{len(applied.requests)} request(s) applied and marked done in {requests_file}, "
+                   f"{count} face(s) removed{earlier}")
 
 
 @cli.command()
@@ -603,6 +637,34 @@ def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, app
         plan = plan_removal(dataset, photo_ids=report["gone"])
         remove_faces(plan, reason="photo no longer on Flickr (audit)")
         click.echo(f"{plan.count} face(s) removed")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (behind a reverse proxy: "
+              "keep 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--requests", "requests_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Queue file for removal requests  [default: DATASET/removal-requests.jsonl]; put it elsewhere "
+                   "when DATASET is mounted read-only.")
+@click.option("--title", help="Name of the dataset on the page  [default: DATASET's folder name].")
+def serve(dataset: Path, host: str, port: int, requests_file: Optional[Path], title: Optional[str]) -> None:
+    """Serve a page where Flickr photo owners find their faces in DATASET and ask for their removal.
+
+    Searches answer what `search_username.py` answers; requests are queued
+    for `fdf-build remove DATASET --requests FILE`. Access log on stderr.
+    Needs the serve extra: pip install 'fdf_build[serve]'.
+    """
+    try:
+        from .serve import run
+    except ImportError as e:
+        raise click.ClickException(f"{e.name} is missing: pip install 'fdf_build[serve]'") from None
+    from .privacy import BadInput
+
+    try:
+        run(dataset, host=host, port=port, requests_file=requests_file, title=title)
+    except BadInput as e:
+        raise InputError(str(e)) from None
 
 
 def download_main() -> None:
