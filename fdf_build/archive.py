@@ -19,10 +19,10 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Optional
+from typing import Optional, Union
 
 from .filters import license_code
-from .layout import DatasetError, load_metainfo, split_dirs, verify_dataset
+from .layout import IMAGE_MD5S, DatasetError, load_metainfo, split_dirs, verify_dataset
 from .writer import atomic_write
 
 METAINFO_ARCHIVE = "metainfo"
@@ -54,21 +54,45 @@ def md5_file(path: Path) -> str:
     return md5_digest(path).hexdigest()
 
 
-def _write_zip(path: Path, members: list[tuple[str, Path]]) -> None:
+def _write_zip(path: Path, members: list[tuple[str, Union[Path, bytes]]]) -> None:
+    """A zip of (name, file or bytes) members, in name order with fixed dates and modes: same input, same bytes."""
     tmp = path.with_name(path.name + ".part")
     with zipfile.ZipFile(tmp, "w") as z:
-        for arcname, source in sorted(members):
+        for arcname, source in sorted(members, key=lambda m: m[0]):
             info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
             info.external_attr = (stat.S_IFREG | 0o644) << 16
             # PNGs are already compressed; deflating them again only costs time.
             info.compress_type = zipfile.ZIP_STORED if arcname.endswith(".png") else zipfile.ZIP_DEFLATED
-            with open(source, "rb") as f, z.open(info, "w") as out:
-                shutil.copyfileobj(f, out, 1 << 20)
+            with z.open(info, "w") as out:
+                if isinstance(source, bytes):
+                    out.write(source)
+                else:
+                    with open(source, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 20)
     os.replace(tmp, path)
 
 
-def pack(dataset: Path, out: Path, *, base_name: str = "fdf256") -> dict:
-    """Write ``metainfo.zip``, one zip per license and ``manifest.json`` into ``out``; returns the manifest."""
+def image_md5s(split_dir: Path, keys) -> bytes:
+    """``md5sum`` lines for the split's images ``keys``, in key order; a missing image is an error, not a gap."""
+    lines = []
+    for key in sorted(keys, key=int):
+        image = Path(split_dir) / "images" / f"{key}.png"
+        if not image.is_file():
+            raise ValueError(f"{image} is missing: a dataset is packed only when all its images are there")
+        lines.append(f"{md5_file(image)}  images/{key}.png\n")
+    return "".join(lines).encode()
+
+
+def pack(dataset: Path, out: Path, *, base_name: str = "fdf256", metadata_only: bool = False) -> dict:
+    """Write ``metainfo.zip``, one zip per license and ``manifest.json`` into ``out``; returns the manifest.
+
+    ``metadata_only`` packs only ``metainfo.zip``, with each split's image md5s
+    and the crop geometry added: all that :mod:`~fdf_build.rehydrate` needs to
+    recreate the images from Flickr, and no pixels, so a photo its owner deletes
+    drops out of every copy made from it.
+    """
+    from .rehydrate import GEOMETRY, geometry_record
+
     dataset, out = Path(dataset), Path(out)
     splits = split_dirs(dataset)
     if not splits:
@@ -79,13 +103,20 @@ def pack(dataset: Path, out: Path, *, base_name: str = "fdf256") -> dict:
                            + (f" (and {len(problems) - 1} more problem(s): fdf-build verify lists them)"
                               if len(problems) > 1 else ""))
     out.mkdir(parents=True, exist_ok=True)
-    groups: dict[str, list[tuple[str, Path]]] = {METAINFO_ARCHIVE: []}
+    groups: dict[str, list[tuple[str, Union[Path, bytes]]]] = {METAINFO_ARCHIVE: []}
+    if (dataset / GEOMETRY).is_file() or metadata_only:
+        # raises, saying what is missing, when a metadata-only pack could not be recut by anyone
+        groups[METAINFO_ARCHIVE].append((GEOMETRY, geometry_record(dataset)))
     licenses: dict[str, str] = {}
     for split, directory in splits:
         for name in METAINFO_FILES:
             if (directory / name).is_file():
                 groups[METAINFO_ARCHIVE].append((f"{split}/{name}", directory / name))
-        for key, face in load_metainfo(directory).items():
+        metainfo = load_metainfo(directory)
+        if metadata_only:
+            groups[METAINFO_ARCHIVE].append((f"{split}/{IMAGE_MD5S}", image_md5s(directory, metainfo)))
+            continue
+        for key, face in metainfo.items():
             group = archive_name(face.get("license_url", ""))
             licenses[group] = face.get("license_url", "")
             groups.setdefault(group, []).append((f"{split}/images/{key}.png", directory / "images" / f"{key}.png"))
@@ -98,7 +129,7 @@ def pack(dataset: Path, out: Path, *, base_name: str = "fdf256") -> dict:
             entry["license"] = group
             entry["license_url"] = licenses[group]
         files.append(entry)
-    manifest = {"name": base_name, "files": files}
+    manifest = {"name": base_name, "files": files, **({"metadata_only": True} if metadata_only else {})}
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -379,18 +379,22 @@ def echo_problems(problems: dict) -> int:
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the zips and manifest.json (host it as a mirror).")
-def pack(dataset: Path, out: Path) -> None:
+@click.option("--metadata-only", is_flag=True,
+              help="Only metainfo.zip (metainfo, landmarks, boxes, attribution, image md5s, crop geometry): "
+                   "no pixels; users recreate the images from Flickr with `fdf-build rehydrate`.")
+def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
     """Pack a DATASET in the FDF layout into FDF256's zips plus a manifest, for hosting a mirror.
 
     \b
     Example:
       fdf-build pack data/fdf_rebuild --out mirror/
       python download_fdf256.py data/copy --manifest mirror/manifest.json --base-url http://host/mirror
+      fdf-build pack data/fdf_rebuild --out meta-mirror/ --metadata-only
     """
     from .archive import pack as pack_dataset
 
     try:
-        manifest = pack_dataset(dataset, out)
+        manifest = pack_dataset(dataset, out, metadata_only=metadata_only)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     for f in manifest["files"]:
@@ -430,12 +434,26 @@ def _split_commas(ctx, param, value):
 @click.option("--keep-archives", is_flag=True, help="Keep the zips after extracting them.")
 @click.option("--verify-only", is_flag=True, help="Download nothing: check archives and the extracted layout.")
 @click.option("--dry-run", is_flag=True, help="Print what would be downloaded from where, and sizes.")
+@click.option("--rehydrate", "rehydrate_after", is_flag=True,
+              help="Download only the metadata, then recreate the images from Flickr (fdf-build rehydrate).")
+@click.option("--yfcc", type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="With --rehydrate: the YFCC100M metadata file, for photos the metainfo gives no image URL for.")
+@click.option("--photos-from", help="With --rehydrate: fetch photos from this server instead (keeps Flickr's path).")
 def download_command(target: Path, manifest, base_url, mirrors, licenses, workers, retries, timeout,
-                     keep_archives, verify_only, dry_run) -> None:
-    """Download a published FDF256 copy into TARGET/{train,val}/ (default data/fdf256): verified, resumable."""
+                     keep_archives, verify_only, dry_run, rehydrate_after, yfcc, photos_from) -> None:
+    """Download a published FDF256 copy into TARGET/{train,val}/ (default data/fdf256): verified, resumable.
+
+    With --rehydrate, only metainfo.zip is downloaded and the images are cut
+    again from the photos on Flickr; photos since deleted drop out.
+    """
     from .download import FileDownloader, download_dataset, load_manifest
     from .fetch import make_session
 
+    if rehydrate_after and (licenses or verify_only or dry_run):
+        raise click.UsageError("--rehydrate downloads the metadata only: it does not go with --licenses, "
+                               "--verify-only or --dry-run")
+    if rehydrate_after:
+        licenses = ()
     try:
         files = load_manifest(manifest)
     except ValueError as e:
@@ -456,15 +474,111 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
     bad_layout = echo_problems(report.layout_problems)
     if report.failed or bad_layout:
         names = ", ".join(f.name for f in report.failed)
+        only_images = names and all(f.name != "metainfo.zip" for f in report.failed)
         raise click.ClickException(
             (f"failed: {names}. " if names else "") + (f"{bad_layout} layout problem(s). " if bad_layout else "")
             + "Nothing unverified was kept under a final name; re-run to resume."
+            + (f" Or recreate the images from Flickr: python download_fdf256.py {target} --rehydrate "
+               "[--yfcc FILE] (same --manifest / --base-url)." if only_images else "")
         )
-    if not dry_run:
-        click.echo(f"{target}: OK ({', '.join(report.layout_problems)})")
+    if dry_run:
+        return
+    click.echo(f"{target}: OK ({', '.join(report.layout_problems)})")
+    if rehydrate_after:
+        _run_rehydrate(target, yfcc=yfcc, base_url=photos_from, timeout=timeout)
+    elif not any(f.license for f in files):
+        click.echo(f"metadata only: recreate the images with `fdf-build rehydrate {target}`")
 
 
 cli.add_command(download_command, name="download")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--yfcc", type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="YFCC100M metadata file (plain, .bz2 or .gz), read once, to find the photos whose metainfo "
+                   "entry has no image URL (FDF's published form) by yfcc100m_line_idx or photo id.")
+@click.option("--base-url", help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
+@click.option("--blocklist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Owner NSIDs and photo ids to take out, one a line ('#' comments); DATASET/blocklist.txt "
+                   "is always honoured.")
+@click.option("--changed", type=click.Choice(("keep", "drop")), default="keep", show_default=True,
+              help="A recut whose md5 differs from the published one (the photo changed on Flickr): keep it "
+                   "(listed in the report) or take the face out.")
+@click.option("--drop-failed", is_flag=True,
+              help="Take out the faces of photos that still fail after retries (5xx, timeouts...), and finish; "
+                   "without it the run stops unfinished and a re-run tries them again.")
+@click.option("--workers", type=click.IntRange(1, 512), default=16, show_default=True,
+              help="Photos in flight at once.")
+@click.option("--per-host", type=click.IntRange(1), default=8, show_default=True,
+              help="Concurrent requests per host.")
+@click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
+              help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
+              help="Seconds to connect and between bytes of a photo.")
+@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+              help="Retries per photo on connection errors, timeouts, 5xx and 429.")
+@click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
+              help="Retries allowed in the whole run, so a host that is down fails fast.")
+def rehydrate(dataset: Path, **options) -> None:
+    """Recreate the images of a metadata-only DATASET from the photos on Flickr.
+
+    Each photo is fetched once, its faces cut again from original_bounding_box
+    with the geometry the dataset was cut with, and checked against the
+    published md5s. Faces of photos gone from Flickr (placeholder, 404, 410)
+    or blocklisted are taken out as `fdf-build remove` does (renumbered,
+    removed.jsonl) and listed in DATASET/rehydrate_faces.jsonl. Re-running
+    resumes.
+
+    \b
+    Example:
+      python download_fdf256.py data/fdf256 --manifest meta-mirror/manifest.json --base-url URL
+      fdf-build rehydrate data/fdf256 --yfcc yfcc100m_dataset.bz2
+    """
+    _run_rehydrate(dataset, **options)
+
+
+def _run_rehydrate(dataset: Path, **options) -> None:
+    """Rehydrate with progress bars and print the summary (``rehydrate`` and ``download --rehydrate``)."""
+    from .rehydrate import RehydrateConfig, rehydrate as run
+
+    try:
+        with Bars() as bars:
+            summary = run(RehydrateConfig(dataset, **options), bars).to_dict()
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    echo_rehydrate_summary(summary, dataset)
+
+
+def echo_rehydrate_summary(summary: dict, dataset: Path) -> None:
+    from .rehydrate import FACES_REPORT, GONE
+
+    photos, faces, outcomes = summary["photos"], summary["faces"], summary["outcomes"]
+    gone = sum(n for k, n in outcomes.items() if k in GONE)
+    failed = {k: n for k, n in outcomes.items() if k not in GONE and k not in ("blocklisted", "changed")}
+    click.echo(
+        f"photos: {photos.get('published', 0):,} in the metainfo, {photos.get('fetched', 0):,} fetched now, "
+        f"{photos.get('resumed', 0) + photos.get('already_there', 0):,} done before, {gone:,} gone from Flickr, "
+        f"{outcomes.get('blocklisted', 0):,} blocklisted, {outcomes.get('changed', 0):,} changed"
+    )
+    if outcomes:
+        echo_counter("not as published", outcomes, "  ")
+    taken = {k: faces[k] for k in ("gone", "blocklisted", "changed_dropped", "failed_dropped") if faces.get(k)}
+    click.echo(
+        f"faces: {faces.get('published', 0):,} published, {faces.get('identical', 0):,} byte-identical, "
+        + (f"{faces['unverified']:,} without a published md5, " if faces.get("unverified") else "")
+        + f"{faces.get('changed_kept', 0):,} changed (kept), {sum(taken.values()):,} taken out"
+        + (" (" + ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in taken.items()) + ")" if taken else "")
+    )
+    if not summary["complete"]:
+        raise click.ClickException(
+            f"{faces.get('unfinished', 0):,} face(s) of {sum(failed.values()):,} photo(s) could not be recreated "
+            f"({', '.join(f'{k}: {n}' for k, n in failed.items())}); re-run to try them again (what is done is "
+            "kept), or pass --drop-failed to take them out"
+        )
+    click.echo(f"dataset: {dataset}/{{train,val}}/ ("
+               + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
+               + f"); faces not as published: {dataset / FACES_REPORT}")
 
 
 def _read_ids(nsid_file: Optional[Path]) -> list[str]:

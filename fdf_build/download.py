@@ -254,7 +254,9 @@ def download_dataset(
     with ThreadPoolExecutor(max(1, workers)) as pool:
         report.files = list(pool.map(one, files))
     if not dry_run and not report.failed:
-        wanted = None if licenses is None else [f.license_url for f in files if f.license_url]
+        images = [f.license_url for f in files if f.license_url]
+        # a metadata-only mirror has no image archives: its images come from `fdf-build rehydrate`
+        wanted = None if licenses is None and images else images
         report.layout_problems = verify_dataset(target, wanted)
         if not verify_only and report.ok:
             from .privacy import index_dataset

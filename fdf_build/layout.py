@@ -17,6 +17,9 @@ from .split import SPLITS
 METAINFO = "fdf_metainfo.json"
 #: optional, in builds with ``--landmarks``: (N, 68, 2) face-alignment landmarks in [0, 1] of the crop
 LANDMARKS68 = "landmarks68.npy"
+#: per split, in packs and downloads: each image's md5 in ``md5sum`` format (``cd train && md5sum -c images.md5``),
+#: what a rehydrated image must equal to be the published one
+IMAGE_MD5S = "images.md5"
 _IMAGE_NAME = re.compile(r"^(\d+)\.png$")
 
 

@@ -1,0 +1,551 @@
+"""Rehydration: recreate a dataset's face crops from Flickr, given only its metadata.
+
+A dataset can be published without pixels (``fdf-build pack --metadata-only``):
+every face's photo (static URL, or its YFCC100M line), its box in the original
+photo, the crop geometry and each image's md5 are enough to cut the same crop
+again. :func:`rehydrate` fetches each photo once, however many faces it has,
+with the build's fetcher (rate limits, retries, placeholder detection), cuts
+its faces again and writes ``<split>/images/<n>.png``.
+
+Photos gone from Flickr (the "photo unavailable" placeholder, 404, 410) and
+blocklisted ones are taken out as ``fdf-build remove`` takes faces out
+(renumbered, ``removed.jsonl``): a photo its owner deleted drops out of every
+copy by itself. A recut whose md5 differs from the published one (the photo
+changed on Flickr) is reported, and kept or dropped.
+
+Resumable: each photo's outcome is appended to ``DATASET/.rehydrate/photos.jsonl``
+after its images are written (atomically), so a killed run re-fetches only
+photos without an outcome and ends with the same bytes. Removals happen once,
+at the end, from a plan written first (``.rehydrate/commit.json``), so a run
+killed while removing finishes them on the next start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from . import metadata
+from .decode import decode_image
+from .fetch import Fetcher
+from .filters import Blocklist
+from .geometry import crop, square_around
+from .layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
+from .records import Photo, Skip, SkipReason
+from .writer import atomic_write, encode_png, write_json
+
+log = logging.getLogger(__name__)
+
+#: ``progress(stage, n)``: ``("bytes", n)`` while the YFCC file is read, ``("photos", 1)`` per photo done.
+Progress = Callable[[str, int], None]
+#: The crop geometry a dataset was cut with, at its root (packed into metainfo.zip).
+GEOMETRY = "crop_geometry.json"
+STATE_DIR = ".rehydrate"
+JOURNAL = "photos.jsonl"
+COMMIT = "commit.json"
+#: Written last: the summary of a finished rehydration, and its list of faces not as published.
+SUMMARY = "rehydrate.json"
+FACES_REPORT = "rehydrate_faces.jsonl"
+CHANGED = ("keep", "drop")
+
+OK, CHANGED_PHOTO, BLOCKLISTED, NOT_IN_YFCC = "ok", "changed", SkipReason.BLOCKLISTED.value, "not_in_yfcc"
+#: What Flickr says of a photo its owner deleted or made private (the same rule as ``fdf-build audit``).
+GONE = frozenset(r.value for r in (SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND, SkipReason.HTTP_CLIENT_ERROR))
+#: Outcomes a re-run does not try again; any other (5xx, timeouts, decode errors...) is retried.
+FINAL = frozenset({OK, CHANGED_PHOTO} | GONE)
+_IMAGE_PATH = re.compile(r"\.(jpe?g|png|gif)$", re.I)
+
+
+class RehydrateError(ValueError):
+    """A dataset that cannot be rehydrated as it is (no geometry, no way to find a photo): one line for the user."""
+
+
+# ---------------------------------------------------------------- what the dataset says
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a dataset's crops were cut from the fetched photos: the only place rehydration learns it.
+
+    ``flickr_size`` is the Flickr size the build fetched (None: YFCC's 500 px
+    download URL), needed only to rebuild a photo's URL from its YFCC line.
+    """
+
+    expand: float
+    size: int
+    flickr_size: Optional[str] = None
+
+    def recut(self, image: np.ndarray, box) -> np.ndarray:
+        """The crop of ``box`` (original-photo pixels) exactly as the build cut it."""
+        return crop(image, square_around(np.asarray(box, dtype=np.float64), expand=self.expand, out_size=self.size))
+
+
+def _saved_build_config(dataset: Path) -> Optional[dict]:
+    state = Path(dataset) / ".work" / "build.json"
+    return json.loads(state.read_text())["config"] if state.is_file() else None
+
+
+def geometry_record(dataset: Path) -> bytes:
+    """The dataset's crop geometry as JSON bytes, for packing."""
+    return (json.dumps(dataclasses.asdict(load_geometry(dataset)), indent=2, sort_keys=True) + "\n").encode()
+
+
+def load_geometry(dataset: Path) -> Geometry:
+    dataset = Path(dataset)
+    try:
+        if (dataset / GEOMETRY).is_file():
+            return Geometry(**json.loads((dataset / GEOMETRY).read_text()))
+        config = _saved_build_config(dataset)
+    except (ValueError, TypeError) as e:
+        raise RehydrateError(f"{dataset / GEOMETRY}: not a crop geometry ({e})") from None
+    if config is None:
+        raise RehydrateError(f"{dataset} records no crop geometry: neither {GEOMETRY} nor .work/build.json; "
+                             "download its metainfo.zip again, or pack it from the build's output")
+    return Geometry(expand=config["expand"], size=config["size"], flickr_size=config.get("flickr_size"))
+
+
+@dataclass(frozen=True)
+class PublishedFace:
+    """One face as the metadata publishes it; ``number`` is its published image number in ``split``."""
+
+    split: str
+    number: int
+    photo_id: int
+    line: Optional[int]
+    user_nsid: Optional[str]
+    #: the static image URL the build fetched, when the entry has one (FDF's own ``photo_url`` is the page)
+    url: Optional[str]
+    page_url: Optional[str]
+    box: tuple
+    md5: Optional[str]
+
+
+def _face(split: str, number: int, entry: dict, md5: Optional[str]) -> PublishedFace:
+    from .privacy import entry_photo_id
+
+    photo_id = entry_photo_id(entry)
+    if photo_id is None:
+        raise RehydrateError(f"{split}/{number}: the entry has neither photo_id nor a Flickr photo URL")
+    url = entry.get("photo_url") or ""
+    static = url if _IMAGE_PATH.search(urlsplit(url).path) else None
+    line = entry.get("yfcc100m_line_idx")
+    box = entry.get("original_bounding_box")
+    if not box or len(box) != 4:
+        raise RehydrateError(f"{split}/{number}: no original_bounding_box to cut the face from")
+    return PublishedFace(split, number, photo_id, None if line in (None, "") else int(line), entry.get("user_nsid"),
+                         static, entry.get("page_url") or (None if static else url or None),
+                         tuple(float(v) for v in box), md5)
+
+
+def read_md5s(split_dir: Path) -> dict[int, str]:
+    """The published md5 of each image of a split, from its ``images.md5`` (empty when it has none)."""
+    path = Path(split_dir) / IMAGE_MD5S
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        digest, _, name = line.strip().partition("  ")
+        m = re.fullmatch(r"images/(\d+)\.png", name)
+        if m and re.fullmatch(r"[0-9a-f]{32}", digest):
+            out[int(m.group(1))] = digest
+    return out
+
+
+def published_faces(dataset: Path) -> list[PublishedFace]:
+    faces = []
+    for split, directory in split_dirs(dataset):
+        md5s = read_md5s(directory)
+        for key, entry in load_metainfo(directory).items():
+            faces.append(_face(split, int(key), entry, md5s.get(int(key))))
+    return faces
+
+
+@dataclass
+class PhotoJob:
+    photo_id: int
+    faces: list[PublishedFace]
+    url: Optional[str] = None
+
+
+def group_by_photo(faces: Iterable[PublishedFace]) -> dict[int, PhotoJob]:
+    """One job per photo, whatever the number of its faces or splits, in first-face order."""
+    jobs: dict[int, PhotoJob] = {}
+    for face in faces:
+        job = jobs.setdefault(face.photo_id, PhotoJob(face.photo_id, []))
+        job.faces.append(face)
+        job.url = job.url or face.url
+    return jobs
+
+
+def find_in_yfcc(jobs: list[PhotoJob], yfcc: str, *, flickr_size: Optional[str],
+                 on_bytes: Optional[Callable[[int], None]] = None) -> int:
+    """Set the URL of each job from its YFCC100M line, streaming ``yfcc`` once; returns how many were found.
+
+    A face's ``yfcc100m_line_idx`` finds its line; the photo id must match, so a
+    file of another release (other line numbers) finds nothing wrong. Faces
+    without a line index are found by photo id. Reading stops once all are found.
+    """
+    by_line, by_id = {}, {}
+    for job in jobs:
+        lines = {f.line for f in job.faces if f.line is not None}
+        for line in lines:
+            by_line[line] = job
+        by_id[job.photo_id] = job
+    found = 0
+    with metadata.open_metadata(yfcc, on_bytes=on_bytes) as lines:
+        for item in metadata.read_photos(lines):
+            if not isinstance(item, Photo):
+                continue
+            job = by_line.get(item.line_number)
+            if job is None or job.photo_id != item.photo_id:
+                job = by_id.get(item.photo_id)
+            if job is None or job.url is not None:
+                continue
+            job.url = metadata.photo_url(item, size=flickr_size)
+            found += 1
+            if found == len(jobs):
+                break
+    return found
+
+
+# ---------------------------------------------------------------- fetching and cutting
+
+
+@dataclass(frozen=True)
+class RehydrateConfig:
+    dataset: Path
+    yfcc: Optional[str] = None
+    base_url: Optional[str] = None
+    blocklist: Optional[Path] = None
+    #: a recut whose md5 differs from the published one: keep it (reported) or take the face out
+    changed: str = "keep"
+    #: take out the faces of photos that still fail (5xx, timeouts...) instead of leaving the run unfinished
+    drop_failed: bool = False
+    workers: int = 16
+    per_host: int = 8
+    timeout: float = 20.0
+    retries: int = 3
+    max_retry_after: float = 60.0
+    rate: Optional[float] = 20.0
+    retry_budget: Optional[int] = 10_000
+    max_bytes: int = 50 * 1024 * 1024
+
+    def __post_init__(self):
+        if self.changed not in CHANGED:
+            raise ValueError(f"changed must be one of {CHANGED}")
+        if self.workers < 1 or self.per_host < 1:
+            raise ValueError("workers and per-host must be >= 1")
+
+    def fetcher(self) -> Fetcher:
+        from .pipeline import make_fetcher
+
+        return make_fetcher(self)  # the build's fetcher, with this run's limits
+
+
+def _image_path(root: Path, face: PublishedFace) -> Path:
+    return root / face.split / "images" / f"{face.number}.png"
+
+
+def _outcome(job: PhotoJob, status: str, detail: str = "", md5s: Optional[dict] = None) -> dict:
+    return {"photo_id": job.photo_id, "status": status, "detail": detail, "url": job.url, "md5": md5s or {}}
+
+
+def rehydrate_photo(job: PhotoJob, fetcher: Fetcher, geometry: Geometry, root: Path,
+                    base_url: Optional[str] = None) -> dict:
+    """Fetch one photo, cut all its faces again and write them; the outcome row for the journal."""
+    if job.url is None:
+        return _outcome(job, NOT_IN_YFCC, "no static URL in the metainfo and not found in the YFCC file")
+    url = base_url.rstrip("/") + urlsplit(job.url).path if base_url else job.url
+    data = fetcher(url)
+    image = data if isinstance(data, Skip) else decode_image(data)
+    if isinstance(image, Skip):
+        return _outcome(job, image.reason.value, image.detail)
+    md5s, changed = {}, 0
+    for face in job.faces:
+        png = encode_png(geometry.recut(image, face.box))
+        digest = hashlib.md5(png, usedforsecurity=False).hexdigest()
+        atomic_write(_image_path(root, face), png)
+        md5s[f"{face.split}/{face.number}"] = digest
+        changed += face.md5 is not None and digest != face.md5
+    if changed:
+        detail = f"{changed} of {len(job.faces)} face(s) differ from the published md5"
+        return _outcome(job, CHANGED_PHOTO, detail, md5s)
+    return _outcome(job, OK, md5s=md5s)
+
+
+def _already_there(job: PhotoJob, root: Path) -> Optional[dict]:
+    """An outcome for a photo whose images are all there with their published md5 (a partial download)."""
+    md5s = {}
+    for face in job.faces:
+        path = _image_path(root, face)
+        if face.md5 is None or not path.is_file():
+            return None
+        digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        if digest != face.md5:
+            return None
+        md5s[f"{face.split}/{face.number}"] = digest
+    return _outcome(job, OK, "already there", md5s)
+
+
+def _bounded(pool: ThreadPoolExecutor, fn, items: Iterable, limit: int) -> Iterator:
+    """``fn(item)`` results as they complete, with at most ``limit`` items in flight (not all submitted up front)."""
+    pending = set()
+    for item in items:
+        pending.add(pool.submit(fn, item))
+        if len(pending) >= limit:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+    for future in pending:
+        yield future.result()
+
+
+class Journal:
+    """Each photo's outcome, appended as photos finish; reopened by a re-run to skip what is done.
+
+    Tied to the metainfo it was made for: another metainfo (a new download) starts it afresh.
+    """
+
+    def __init__(self, state: Path, fingerprint: str):
+        self.path = state / JOURNAL
+        self.rows: dict[int, dict] = {}
+        stamp = state / "metainfo.sha256"
+        if stamp.is_file() and stamp.read_text().strip() == fingerprint and self.path.is_file():
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        break  # the line a killed run was writing
+                    self.rows[row["photo_id"]] = row
+        else:
+            state.mkdir(parents=True, exist_ok=True)
+            self.path.unlink(missing_ok=True)
+            atomic_write(stamp, fingerprint + "\n")
+        # rewrite what was read, so a torn last line cannot end up in the middle of the file
+        atomic_write(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows.values()))
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def done(self, job: PhotoJob, root: Path) -> bool:
+        row = self.rows.get(job.photo_id)
+        if row is None or row["status"] not in FINAL:
+            return False
+        return row["status"] in GONE or all(_image_path(root, f).is_file() for f in job.faces)
+
+    def add(self, row: dict) -> None:
+        self.rows[row["photo_id"]] = row
+        self._file.write(json.dumps(row, sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+
+def _fingerprint(dataset: Path) -> str:
+    digest = hashlib.sha256()
+    for split, directory in split_dirs(dataset):
+        for name in ("fdf_metainfo.json", IMAGE_MD5S):
+            if (directory / name).is_file():
+                digest.update(f"{split}/{name}\0".encode())
+                with open(directory / name, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class RehydrateSummary:
+    photos: Counter = field(default_factory=Counter)
+    faces: Counter = field(default_factory=Counter)
+    #: photos by outcome other than ok: photo_removed, http_404, blocklisted, changed, http_5xx...
+    outcomes: Counter = field(default_factory=Counter)
+    splits: dict = field(default_factory=dict)
+    complete: bool = False
+
+    def to_dict(self) -> dict:
+        return {"photos": dict(self.photos), "faces": dict(self.faces), "outcomes": dict(self.outcomes.most_common()),
+                "splits": dict(self.splits), "complete": self.complete}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RehydrateSummary":
+        return cls(Counter(data["photos"]), Counter(data["faces"]), Counter(data["outcomes"]), data["splits"],
+                   data["complete"])
+
+
+def _blocklist(config: RehydrateConfig) -> Blocklist:
+    """The user's blocklist and the dataset's own (what earlier removals added), together."""
+    from .privacy import BLOCKLIST
+
+    lists = [Blocklist.from_file(p) for p in (config.blocklist, config.dataset / BLOCKLIST) if p and Path(p).is_file()]
+    return Blocklist(frozenset().union(*(b.nsids for b in lists)), frozenset().union(*(b.photo_ids for b in lists)))
+
+
+def _is_blocked(job: PhotoJob, blocklist: Blocklist) -> bool:
+    return job.photo_id in blocklist.photo_ids or any(f.user_nsid in blocklist.nsids for f in job.faces)
+
+
+def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> RehydrateSummary:
+    """Fetch and recut every face of ``config.dataset`` that has no image yet, then take out what cannot stay."""
+    from .privacy import recover
+
+    progress = progress or (lambda stage, n: None)
+    root = Path(config.dataset)
+    if not split_dirs(root):
+        raise RehydrateError(f"{root}: no train/ or val/ with fdf_metainfo.json")
+    recover(root)  # a removal a crash interrupted is finished (or undone) before anything is read
+    state = root / STATE_DIR
+    if (state / COMMIT).is_file():
+        return _commit(root, json.loads((state / COMMIT).read_text()))  # the fetching is done; finish the removals
+    if (root / SUMMARY).is_file() and not state.exists() and not any(verify_dataset(root).values()):
+        return RehydrateSummary.from_dict(json.loads((root / SUMMARY).read_text()))
+    geometry = load_geometry(root)
+    jobs = group_by_photo(published_faces(root))
+    for split, directory in split_dirs(root):
+        (directory / "images").mkdir(exist_ok=True)
+    journal = Journal(state, _fingerprint(root))
+    blocklist = _blocklist(config)
+    summary = RehydrateSummary()
+    try:
+        todo = []
+        for job in jobs.values():
+            if _is_blocked(job, blocklist):
+                continue
+            if journal.done(job, root):
+                summary.photos["resumed"] += 1
+            elif (row := _already_there(job, root)) is not None:
+                journal.add(row)
+                summary.photos["already_there"] += 1
+            else:
+                todo.append(job)
+        unlocated = [job for job in todo if job.url is None]
+        if unlocated and config.yfcc:
+            find_in_yfcc(unlocated, config.yfcc, flickr_size=geometry.flickr_size,
+                         on_bytes=lambda n: progress("bytes", n))
+        elif unlocated:
+            log.warning("%d photo(s) have no static URL in the metainfo; pass --yfcc to find them", len(unlocated))
+        progress("photos", len(jobs) - len(todo))
+        fetcher = config.fetcher()
+
+        def work(job: PhotoJob) -> dict:
+            return rehydrate_photo(job, fetcher, geometry, root, config.base_url)
+
+        with ThreadPoolExecutor(config.workers, thread_name_prefix="rehydrate") as pool:
+            for row in _bounded(pool, work, todo, 4 * config.workers):
+                journal.add(row)
+                summary.photos["fetched" if row["status"] in (OK, CHANGED_PHOTO) else "not_fetched"] += 1
+                progress("photos", 1)
+    finally:
+        journal.close()
+    plan = _plan(root, config, jobs, journal.rows, blocklist, summary)
+    if not plan["complete"]:
+        return RehydrateSummary.from_dict(plan["summary"])
+    write_json(state / COMMIT, plan)
+    return _commit(root, plan)
+
+
+def _plan(root: Path, config: RehydrateConfig, jobs: dict[int, PhotoJob], rows: dict[int, dict],
+          blocklist: Blocklist, summary: RehydrateSummary) -> dict:
+    """What the finished dataset keeps and what goes (and why), with the numbers each face will have."""
+    removals: dict[str, list[int]] = {"gone": [], "blocklisted": [], "changed": [], "failed": []}
+    report, dropped = [], set()
+    faces = summary.faces
+    summary.photos["published"] = len(jobs)
+    for job in jobs.values():
+        row = rows.get(job.photo_id)
+        status = BLOCKLISTED if _is_blocked(job, blocklist) else (row["status"] if row else "not_tried")
+        if status != OK:
+            summary.outcomes[status] += 1
+        faces["published"] += len(job.faces)
+        if status == BLOCKLISTED:
+            group = "blocklisted"
+        elif status in GONE:
+            group = "gone"
+        elif status == CHANGED_PHOTO:
+            group = "changed" if config.changed == "drop" else None
+        elif status == OK:
+            group = None
+        else:
+            group = "failed" if config.drop_failed else "unfinished"
+        if group in removals:
+            removals[group].append(job.photo_id)
+            dropped.update((f.split, f.number) for f in job.faces)
+        for face in job.faces:
+            got = (row or {}).get("md5", {}).get(f"{face.split}/{face.number}")
+            if group is None:
+                kind = "identical" if got == face.md5 else ("unverified" if face.md5 is None else "changed_kept")
+            else:
+                kind = {"changed": "changed_dropped", "failed": "failed_dropped"}.get(group, group)
+            faces[kind] += 1
+            if kind not in ("identical", "unverified"):
+                report.append({"split": face.split, "published_image": face.number, "photo_id": face.photo_id,
+                               "photo_url": face.url or face.page_url, "outcome": status, "kept": group is None,
+                               "detail": (row or {}).get("detail", "")})
+    numbers: dict[str, dict[int, int]] = {}
+    for face in sorted((f for job in jobs.values() for f in job.faces), key=lambda f: (f.split, f.number)):
+        if (face.split, face.number) not in dropped:
+            split_numbers = numbers.setdefault(face.split, {})
+            split_numbers[face.number] = len(split_numbers)
+    for row in report:
+        row["image"] = numbers.get(row["split"], {}).get(row["published_image"])
+    summary.splits = {split: len(numbers.get(split, {})) for split, _ in split_dirs(root)}
+    summary.complete = faces["unfinished"] == 0
+    return {"complete": summary.complete, "removals": removals, "report": report, "summary": summary.to_dict()}
+
+
+#: Only photos their owners took away join the dataset's blocklist; a changed or unreachable photo may come back.
+BLOCKS = ("gone", "blocklisted")
+
+
+def _commit(root: Path, plan: dict) -> RehydrateSummary:
+    """Take out the faces the plan drops, through the removal machinery; idempotent, so a re-run can repeat it.
+
+    One removal for all of them: a removal keeps every other face's image, and
+    faces of gone photos have none, so they cannot wait for a later one. Why each
+    face went is in the report (``rehydrate_faces.jsonl``); the ledger names the run.
+    """
+    from .privacy import index_dataset, plan_removal, remove_faces
+
+    removals = plan["removals"]
+    removal = plan_removal(root, photo_ids=sorted({p for ids in removals.values() for p in ids}))
+    if removal.count:
+        blocked = sorted({p for group in BLOCKS for p in removals[group]})
+        why = ", ".join(f"{len(ids)} {group}" for group, ids in removals.items() if ids)
+        remove_faces(dataclasses.replace(removal, photo_ids=tuple(blocked)),
+                     reason=f"rehydrate: photos {why} (see {FACES_REPORT})")
+    summary = RehydrateSummary.from_dict(plan["summary"])
+    for split, directory in split_dirs(root):
+        count = len(load_metainfo(directory))
+        if count != summary.splits.get(split):
+            raise RehydrateError(f"{directory}: {count} faces after removal, expected {summary.splits.get(split)}")
+        _write_md5s(directory, count)
+    index_dataset(root)
+    atomic_write(root / FACES_REPORT, "".join(json.dumps(r, sort_keys=True) + "\n" for r in plan["report"]))
+    write_json(root / SUMMARY, summary.to_dict())
+    shutil.rmtree(root / STATE_DIR)
+    return summary
+
+
+def _write_md5s(directory: Path, count: int) -> None:
+    """The split's ``images.md5`` for the images it now has (numbers change when faces are taken out)."""
+    lines = []
+    for n in range(count):
+        digest = hashlib.md5((directory / "images" / f"{n}.png").read_bytes(), usedforsecurity=False).hexdigest()
+        lines.append(f"{digest}  images/{n}.png\n")
+    atomic_write(directory / IMAGE_MD5S, "".join(lines))
