@@ -44,6 +44,7 @@ from .fetch import Fetcher
 from .filters import Blocklist
 from .geometry import crop, square_around
 from .layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
+from .metainfo import FaceRecord, read_metainfo
 from .records import Photo, Skip, SkipReason
 from .writer import atomic_write, encode_png, write_json
 
@@ -66,7 +67,6 @@ OK, CHANGED_PHOTO, BLOCKLISTED, NOT_IN_YFCC = "ok", "changed", SkipReason.BLOCKL
 GONE = frozenset(r.value for r in (SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND, SkipReason.HTTP_CLIENT_ERROR))
 #: Outcomes a re-run does not try again; any other (5xx, timeouts, decode errors...) is retried.
 FINAL = frozenset({OK, CHANGED_PHOTO} | GONE)
-_IMAGE_PATH = re.compile(r"\.(jpe?g|png|gif)$", re.I)
 
 
 class RehydrateError(ValueError):
@@ -126,28 +126,22 @@ class PublishedFace:
     photo_id: int
     line: Optional[int]
     user_nsid: Optional[str]
-    #: the static image URL the build fetched, when the entry has one (FDF's own ``photo_url`` is the page)
+    #: the static image URL the build fetched (``download_url``), when the entry has one; FDF's own entries do not
     url: Optional[str]
+    #: the photo's Flickr page (``photo_url``)
     page_url: Optional[str]
     box: tuple
     md5: Optional[str]
 
 
-def _face(split: str, number: int, entry: dict, md5: Optional[str]) -> PublishedFace:
-    from .privacy import entry_photo_id
-
-    photo_id = entry_photo_id(entry)
-    if photo_id is None:
-        raise RehydrateError(f"{split}/{number}: the entry has neither photo_id nor a Flickr photo URL")
-    url = entry.get("photo_url") or ""
-    static = url if _IMAGE_PATH.search(urlsplit(url).path) else None
-    line = entry.get("yfcc100m_line_idx")
-    box = entry.get("original_bounding_box")
+def _face(split: str, record: FaceRecord, md5: Optional[str]) -> PublishedFace:
+    if record.photo_id is None:
+        raise RehydrateError(f"{split}/{record.image}: the entry has neither photo_id nor a Flickr photo URL")
+    box = record.original_bounding_box
     if not box or len(box) != 4:
-        raise RehydrateError(f"{split}/{number}: no original_bounding_box to cut the face from")
-    return PublishedFace(split, number, photo_id, None if line in (None, "") else int(line), entry.get("user_nsid"),
-                         static, entry.get("page_url") or (None if static else url or None),
-                         tuple(float(v) for v in box), md5)
+        raise RehydrateError(f"{split}/{record.image}: no original_bounding_box to cut the face from")
+    return PublishedFace(split, record.image, record.photo_id, record.yfcc100m_line_idx, record.user_nsid or None,
+                         record.download_url or None, record.photo_url or None, tuple(box), md5)
 
 
 def read_md5s(split_dir: Path) -> dict[int, str]:
@@ -168,8 +162,8 @@ def published_faces(dataset: Path) -> list[PublishedFace]:
     faces = []
     for split, directory in split_dirs(dataset):
         md5s = read_md5s(directory)
-        for key, entry in load_metainfo(directory).items():
-            faces.append(_face(split, int(key), entry, md5s.get(int(key))))
+        for record in read_metainfo(directory).values():
+            faces.append(_face(split, record, md5s.get(record.image)))
     return faces
 
 
@@ -495,8 +489,8 @@ def _plan(root: Path, config: RehydrateConfig, jobs: dict[int, PhotoJob], rows: 
             faces[kind] += 1
             if kind not in ("identical", "unverified"):
                 report.append({"split": face.split, "published_image": face.number, "photo_id": face.photo_id,
-                               "photo_url": face.url or face.page_url, "outcome": status, "kept": group is None,
-                               "detail": (row or {}).get("detail", "")})
+                               "photo_url": face.page_url, "download_url": face.url, "outcome": status,
+                               "kept": group is None, "detail": (row or {}).get("detail", "")})
     numbers: dict[str, dict[int, int]] = {}
     for face in sorted((f for job in jobs.values() for f in job.faces), key=lambda f: (f.split, f.number)):
         if (face.split, face.number) not in dropped:

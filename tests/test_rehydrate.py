@@ -25,8 +25,8 @@ from fdf_build.demo import demo_metadata, demo_photos
 from fdf_build.layout import load_metainfo
 from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
 from fdf_build.metadata import format_line
+from fdf_build.metainfo import is_page_url
 from fdf_build.pipeline import run_build
-from fdf_build.privacy import entry_photo_id
 from fdf_build.rehydrate import FACES_REPORT, SUMMARY, RehydrateConfig, rehydrate
 
 from .conftest import REPO
@@ -84,7 +84,7 @@ def run_rehydrate(target: Path, routes: dict, *args, faults=None):
 
 def photo_paths(build: Path) -> dict[int, str]:
     """Server path of each photo that has faces in the build, by photo id."""
-    return {entry["photo_id"]: urlsplit(entry["photo_url"]).path
+    return {entry["photo_id"]: urlsplit(entry["download_url"]).path
             for split in SPLITS for entry in load_metainfo(build / split).values()}
 
 
@@ -150,7 +150,7 @@ def test_gone_and_blocklisted_photos_are_taken_out_as_remove_does(published, tmp
     assert result.exit_code == 0, result.output
     assert not server.hits(paths[blocked])  # a blocklisted photo is not even fetched
     gone = {placeholder: "photo_removed", missing: "http_404", gone410: "http_404", blocked: "blocklisted"}
-    expected = {s: [f for f in faces if entry_photo_id(f[0]) not in gone] for s, faces in faces_of(build).items()}
+    expected = {s: [f for f in faces if f[0]["photo_id"] not in gone] for s, faces in faces_of(build).items()}
     assert faces_of(target) == expected
     report = [json.loads(line) for line in (target / FACES_REPORT).read_text().splitlines()]
     assert {(r["photo_id"], r["outcome"]) for r in report} == set(gone.items())
@@ -188,7 +188,7 @@ def test_changed_photo_is_reported_and_kept_or_dropped(published, tmp_path, poli
     assert all(r["outcome"] == "changed" and r["kept"] == (policy == "keep") for r in report)
     source, copy = faces_of(build), faces_of(target)
     if policy == "drop":
-        assert copy == {s: [f for f in faces if entry_photo_id(f[0]) != changed] for s, faces in source.items()}
+        assert copy == {s: [f for f in faces if f[0]["photo_id"] != changed] for s, faces in source.items()}
     else:
         for split in SPLITS:
             assert len(copy[split]) == len(source[split])
@@ -221,7 +221,7 @@ def test_drop_failed_finishes_without_them(published, tmp_path):
     download_metadata(published, target)
     result, _ = run_rehydrate(target, routes, "--drop-failed", faults={paths[flaky]: [Fault("status", 500)] * 2})
     assert result.exit_code == 0, result.output
-    assert faces_of(target) == {s: [f for f in faces if entry_photo_id(f[0]) != flaky]
+    assert faces_of(target) == {s: [f for f in faces if f[0]["photo_id"] != flaky]
                                 for s, faces in faces_of(build).items()}
     blocked = [line for line in (target / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
     assert str(flaky) not in blocked  # unreachable is not deleted: a later build may have it
@@ -257,18 +257,14 @@ def test_killed_rehydration_resumes_to_the_same_bytes(published, tmp_path):
 
 @pytest.mark.parametrize("compress", [bz2.compress, gzip.compress])
 def test_fdf_published_keys_and_yfcc(published, tmp_path, compress):
-    """FDF's own metainfo has no image URL (its photo_url is the page): the YFCC file gives it."""
+    """FDF's own metainfo has no image URL (its photo_url is the page) nor photo_id: the YFCC file gives the URL."""
     build, _, routes, _, tsv = published
     target = tmp_path / "copy"
     download_metadata(published, target)
     for split in SPLITS:
         meta = load_metainfo(target / split)
-        reduced = {}
-        for key, e in meta.items():
-            entry = {k: e[k] for k in FDF_KEYS}
-            entry["photo_url"] = e["page_url"]
-            entry["yfcc100m_line_idx"] = str(e["yfcc100m_line_idx"])
-            reduced[key] = entry
+        reduced = {key: {k: e[k] for k in FDF_KEYS} for key, e in meta.items()}
+        assert all(is_page_url(e["photo_url"]) for e in reduced.values())
         (target / split / "fdf_metainfo.json").write_text(json.dumps(reduced))
     yfcc = tmp_path / "yfcc100m_dataset.compressed"
     yfcc.write_bytes(compress(tsv.read_bytes()))
