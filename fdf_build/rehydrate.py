@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from . import metadata
+from . import metadata, privacy
 from .decode import decode_image
 from .fetch import Fetcher
 from .filters import Blocklist
@@ -63,8 +63,8 @@ FACES_REPORT = "rehydrate_faces.jsonl"
 CHANGED = ("keep", "drop")
 
 OK, CHANGED_PHOTO, BLOCKLISTED, NOT_IN_YFCC = "ok", "changed", SkipReason.BLOCKLISTED.value, "not_in_yfcc"
-#: What Flickr says of a photo its owner deleted or made private (the same rule as ``fdf-build audit``).
-GONE = frozenset(r.value for r in (SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND, SkipReason.HTTP_CLIENT_ERROR))
+#: What Flickr says of a photo its owner deleted or made private: ``fdf-build audit``'s evidence, one rule for both.
+GONE = frozenset(r.value for r in privacy.GONE)
 #: Outcomes a re-run does not try again; any other (5xx, timeouts, decode errors...) is retried.
 FINAL = frozenset({OK, CHANGED_PHOTO} | GONE)
 
@@ -385,9 +385,8 @@ class RehydrateSummary:
 
 def _blocklist(config: RehydrateConfig) -> Blocklist:
     """The user's blocklist and the dataset's own (what earlier removals added), together."""
-    from .privacy import BLOCKLIST
-
-    lists = [Blocklist.from_file(p) for p in (config.blocklist, config.dataset / BLOCKLIST) if p and Path(p).is_file()]
+    paths = (config.blocklist, config.dataset / privacy.BLOCKLIST)
+    lists = [Blocklist.from_file(p) for p in paths if p and Path(p).is_file()]
     return Blocklist(frozenset().union(*(b.nsids for b in lists)), frozenset().union(*(b.photo_ids for b in lists)))
 
 
@@ -397,13 +396,11 @@ def _is_blocked(job: PhotoJob, blocklist: Blocklist) -> bool:
 
 def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> RehydrateSummary:
     """Fetch and recut every face of ``config.dataset`` that has no image yet, then take out what cannot stay."""
-    from .privacy import recover
-
     progress = progress or (lambda stage, n: None)
     root = Path(config.dataset)
     if not split_dirs(root):
         raise RehydrateError(f"{root}: no train/ or val/ with fdf_metainfo.json")
-    recover(root)  # a removal a crash interrupted is finished (or undone) before anything is read
+    privacy.recover(root)  # a removal a crash interrupted is finished (or undone) before anything is read
     state = root / STATE_DIR
     if (state / COMMIT).is_file():
         return _commit(root, json.loads((state / COMMIT).read_text()))  # the fetching is done; finish the removals
@@ -514,22 +511,20 @@ def _commit(root: Path, plan: dict) -> RehydrateSummary:
     faces of gone photos have none, so they cannot wait for a later one. Why each
     face went is in the report (``rehydrate_faces.jsonl``); the ledger names the run.
     """
-    from .privacy import index_dataset, plan_removal, remove_faces
-
     removals = plan["removals"]
-    removal = plan_removal(root, photo_ids=sorted({p for ids in removals.values() for p in ids}))
+    removal = privacy.plan_removal(root, photo_ids=sorted({p for ids in removals.values() for p in ids}))
     if removal.count:
         blocked = sorted({p for group in BLOCKS for p in removals[group]})
         why = ", ".join(f"{len(ids)} {group}" for group, ids in removals.items() if ids)
-        remove_faces(dataclasses.replace(removal, photo_ids=tuple(blocked)),
-                     reason=f"rehydrate: photos {why} (see {FACES_REPORT})")
+        privacy.remove_faces(dataclasses.replace(removal, photo_ids=tuple(blocked)),
+                             reason=f"rehydrate: photos {why} (see {FACES_REPORT})")
     summary = RehydrateSummary.from_dict(plan["summary"])
     for split, directory in split_dirs(root):
         count = len(load_metainfo(directory))
         if count != summary.splits.get(split):
             raise RehydrateError(f"{directory}: {count} faces after removal, expected {summary.splits.get(split)}")
         _write_md5s(directory, count)
-    index_dataset(root)
+    privacy.index_dataset(root)
     atomic_write(root / FACES_REPORT, "".join(json.dumps(r, sort_keys=True) + "\n" for r in plan["report"]))
     write_json(root / SUMMARY, summary.to_dict())
     shutil.rmtree(root / STATE_DIR)
