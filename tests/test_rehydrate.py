@@ -27,6 +27,8 @@ from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
 from fdf_build.metadata import format_line
 from fdf_build.metainfo import is_page_url
 from fdf_build.pipeline import run_build
+from fdf_build import privacy
+from fdf_build import rehydrate as rehydrate_module
 from fdf_build.rehydrate import FACES_REPORT, SUMMARY, RehydrateConfig, rehydrate
 
 from .conftest import REPO
@@ -341,3 +343,31 @@ def test_changed_and_dropped_is_not_blocklisted(published, tmp_path):
     assert result.exit_code == 0, result.output
     blocked = [line for line in (target / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
     assert str(changed) not in blocked
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_killed_while_taking_faces_out_finishes_on_rerun(published, tmp_path, monkeypatch, where):
+    build, _, routes, _, _ = published
+    paths = photo_paths(build)
+    gone = sorted(paths)[2]
+    served = {**routes, paths[gone]: Redirect(PLACEHOLDER_PATH)}
+    target = tmp_path / "copy"
+    download_metadata(published, target)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    # before: the removal never started; after: it is done but the reports are not written
+    monkeypatch.setattr(*((privacy, "remove_faces") if where == "before" else (rehydrate_module, "_write_md5s")),
+                        killed)
+    result, _ = run_rehydrate(target, served)
+    assert result.exit_code == 1  # click reports the interrupt as Aborted
+    assert (target / ".rehydrate" / "commit.json").is_file() and not (target / SUMMARY).exists()
+    monkeypatch.undo()
+    result, server = run_rehydrate(target, served)
+    assert result.exit_code == 0, result.output
+    assert not server.requests  # the fetching was done: only the removal is finished
+    expected = {s: [f for f in faces if f[0]["photo_id"] != gone] for s, faces in faces_of(build).items()}
+    assert faces_of(target) == expected
+    ledger = (target / "removed.jsonl").read_text().splitlines()
+    assert len(ledger) == faces_per_photo(build)[gone]  # taken out once
