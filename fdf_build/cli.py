@@ -525,7 +525,7 @@ def rehydrate(dataset: Path, **options) -> None:
 
     Each photo is fetched once, its faces cut again from original_bounding_box
     with the geometry the dataset was cut with, and checked against the
-    published md5s. Faces of photos gone from Flickr (placeholder, 404, 410)
+    published md5s. Faces of photos gone from Flickr (as audit judges it)
     or blocklisted are taken out as `fdf-build remove` does (renumbered,
     removed.jsonl) and listed in DATASET/rehydrate_faces.jsonl. Re-running
     resumes.
