@@ -731,25 +731,33 @@ def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
 def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, apply: bool) -> None:
     """Re-check every photo of DATASET on Flickr; list (or --apply: remove) faces whose photo is gone.
 
-    A photo is gone when Flickr redirects it to its "photo unavailable"
-    placeholder (removed or private) or answers 404/410/403. Timeouts and 5xx
-    are listed as unknown and never removed.
+    Each photo is probed with a one-byte request. It is gone only on evidence:
+    Flickr redirects it to its "photo unavailable" placeholder (removed or
+    private), or the server answers 404 or 410. Anything else (401, 403, 5xx,
+    timeouts...) is listed as unknown and never removed; when most photos get
+    the same such answer, --apply removes nothing and says so.
     """
     from .fetch import Fetcher, make_session
+    from .privacy import BadInput, apply_audit
     from .privacy import audit as audit_dataset
-    from .privacy import plan_removal, remove_faces
 
     fetcher = Fetcher(make_session(workers), per_host=workers, retries=2)
     with Bars() as bars:
         report = audit_dataset(dataset, fetcher, base_url=base_url, rate=rate, workers=workers, progress=bars)
-    for photo_id, why in sorted(report["gone"].items()):
+    for photo_id, why in sorted(report.gone.items()):
         click.echo(f"gone: photo {photo_id} ({why})")
-    for photo_id, why in sorted(report["unknown"].items()):
+    for photo_id, why in sorted(report.unknown.items()):
         click.echo(f"unknown: photo {photo_id} ({why})")
-    click.echo(f"{report['checked']} photo(s) checked, {len(report['gone'])} gone, {len(report['unknown'])} unknown")
-    if apply and report["gone"]:
-        plan = plan_removal(dataset, photo_ids=report["gone"])
-        remove_faces(plan, reason="photo no longer on Flickr (audit)")
+    click.echo(f"{report.checked} photo(s) checked, {len(report.gone)} gone, {len(report.unknown)} unknown")
+    if report.dominant_failure is not None and not apply:
+        answer, count = report.dominant_failure
+        click.echo(f"warning: {count} of {report.checked} photos answered {answer}: the server is wrong, "
+                   "not the photos", err=True)
+    if apply:
+        try:
+            plan = apply_audit(dataset, report)
+        except BadInput as e:
+            raise InputError(str(e)) from None
         click.echo(f"{plan.count} face(s) removed")
 
 

@@ -206,6 +206,18 @@ class Fetcher:
             return self._host_slots[host]
 
     def __call__(self, url: str) -> Union[bytes, Skip]:
+        return self._fetch(url, self._attempt)
+
+    def probe(self, url: str) -> Optional[Skip]:
+        """Whether ``url`` is still served, without downloading it: None if it is, else why not.
+
+        One-byte Range GET (servers and mirrors honour it more widely than HEAD);
+        a server that ignores the Range and starts a full body is hung up on unread.
+        """
+        result = self._fetch(url, self._probe_attempt)
+        return result if isinstance(result, Skip) else None
+
+    def _fetch(self, url: str, attempt_once: Callable[[str], bytes]) -> Union[bytes, Skip]:
         host = urlsplit(url).netloc
 
         def attempt() -> bytes:
@@ -213,7 +225,7 @@ class Fetcher:
                 if self.throttle is not None:
                     self.throttle.wait(host)
                 try:
-                    body = self._attempt(url)
+                    body = attempt_once(url)
                 except _Failed as e:
                     if self.throttle is not None and e.status in (429, 503):
                         self.throttle.refused(host, e.retry_after)
@@ -232,13 +244,7 @@ class Fetcher:
         started = time.monotonic()
         try:
             with self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=True) as response:
-                hops = [r.headers.get("Location", "") for r in response.history] + [response.url]
-                if any(PLACEHOLDER_MARKER in hop for hop in hops):
-                    raise _Failed(SkipReason.PHOTO_REMOVED, f"redirected to {hops[-1]}")
-                status = response.status_code
-                if status != 200:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-                    raise _Failed(status_reason(status), f"HTTP {status}", retry_after, status)
+                _check_response(response, ok=(200,))
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > self.max_bytes:
                     raise _Failed(SkipReason.TOO_LARGE, f"Content-Length {length} > {self.max_bytes}")
@@ -253,6 +259,26 @@ class Fetcher:
                 return b"".join(chunks)
         except requests.RequestException as e:
             raise _Failed(*request_failure(e)) from None
+
+    def _probe_attempt(self, url: str) -> bytes:
+        try:
+            with self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=True,
+                                  headers={"Range": "bytes=0-0"}) as response:
+                _check_response(response, ok=(200, 206))
+                return b""
+        except requests.RequestException as e:
+            raise _Failed(*request_failure(e)) from None
+
+
+def _check_response(response: requests.Response, *, ok: tuple[int, ...]) -> None:
+    """Raise the failure a response stands for: Flickr's placeholder redirect, or a status not in ``ok``."""
+    hops = [r.headers.get("Location", "") for r in response.history] + [response.url]
+    if any(PLACEHOLDER_MARKER in hop for hop in hops):
+        raise _Failed(SkipReason.PHOTO_REMOVED, f"redirected to {hops[-1]}")
+    status = response.status_code
+    if status not in ok:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        raise _Failed(status_reason(status), f"HTTP {status}", retry_after, status)
 
 
 # The one mapping from HTTP outcomes to reasons, shared by fetch and download, so a

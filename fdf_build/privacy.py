@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,16 +342,31 @@ def _roll_forward(dataset: Path) -> str:
 # ---------------------------------------------------------------- audit
 
 
-GONE = {SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND, SkipReason.HTTP_CLIENT_ERROR}
+#: The only evidence that a photo is gone: Flickr's placeholder redirect (removed or private), 404 or 410.
+#: 401, 403, 400, 405, 5xx, timeouts... say more about the server (a proxy, a wrong mirror) than the photo.
+GONE = {SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND}
+
+
+@dataclass
+class AuditReport:
+    checked: int
+    gone: dict  # photo id -> reason (evidence)
+    unknown: dict  # photo id -> what it answered instead ("HTTP 401", "http_timeout", ...)
+
+    @property
+    def dominant_failure(self) -> Optional[tuple[str, int]]:
+        """(answer, count) when most photos checked got the same non-evidence answer: the server is wrong."""
+        if not self.unknown:
+            return None
+        answer, count = Counter(self.unknown.values()).most_common(1)[0]
+        return (answer, count) if count * 2 > self.checked else None
 
 
 def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float = 5.0, workers: int = 4,
-          progress: Optional[Callable[[str, int], None]] = None) -> dict:
-    """Check every photo of the dataset once: {"gone": {photo_id: reason}, "unknown": {...}, "checked": n}.
+          progress: Optional[Callable[[str, int], None]] = None) -> AuditReport:
+    """Probe every photo of the dataset once (``fetcher.probe``: no bodies) and sort them into gone / unknown.
 
-    ``gone`` are photos Flickr no longer serves (removed or private: the placeholder
-    redirect, 404/410/403); ``unknown`` failed for reasons that may pass (timeouts, 5xx)
-    and are not treated as removed.
+    Only evidence counts as gone (:data:`GONE`); any other failure is unknown.
     """
     progress = progress or (lambda stage, n: None)
     urls = {}
@@ -366,13 +382,29 @@ def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float
         if base_url:
             url = base_url.rstrip("/") + urlsplit(url).path
         limiter.wait()
-        result = fetcher(url)
+        result = fetcher.probe(url)
         progress("photos", 1)
         return photo_id, result
 
     gone, unknown = {}, {}
     with ThreadPoolExecutor(workers) as pool:
-        for photo_id, result in pool.map(check, sorted(urls.items())):
-            if isinstance(result, Skip):
-                (gone if result.reason in GONE else unknown)[photo_id] = result.reason.value
-    return {"checked": len(urls), "gone": gone, "unknown": unknown}
+        for photo_id, skip in pool.map(check, sorted(urls.items())):
+            if skip is None:
+                continue
+            if skip.reason in GONE:
+                gone[photo_id] = skip.reason.value
+            else:
+                unknown[photo_id] = skip.detail if skip.detail.startswith("HTTP ") else skip.reason.value
+    return AuditReport(len(urls), gone, unknown)
+
+
+def apply_audit(dataset: Path, report: AuditReport) -> RemovalPlan:
+    """Remove the faces of the photos ``report`` found gone, unless the server's answers say it cannot be trusted."""
+    dominant = report.dominant_failure
+    if dominant is not None:
+        answer, count = dominant
+        raise BadInput(f"{count} of {report.checked} photos answered {answer}: the server is wrong, not the photos; "
+                       "nothing removed (check --base-url, proxies and credentials)")
+    plan = plan_removal(dataset, photo_ids=report.gone)
+    remove_faces(plan, reason="photo no longer on Flickr (audit)")
+    return plan

@@ -203,28 +203,86 @@ def test_request_for_absent_user_still_blocklists(dataset):
     assert "ghost@N07" in Blocklist.from_file(dataset / "blocklist.txt").nsids
 
 
-def test_audit_lists_and_removes_gone_photos(dataset):
-    meta = {s: load_metainfo(dataset / s) for s in ("train", "val")}
-    urls = {m["photo_id"]: m["photo_url"] for split in meta.values() for m in split.values()}
-    routes = {urlsplit(u).path: b"jpeg" for u in urls.values()}
+def photo_urls(dataset):
+    return {m["photo_id"]: m["photo_url"] for s in ("train", "val") for m in load_metainfo(dataset / s).values()}
+
+
+def photo_ids_in(dataset):
+    return set(photo_urls(dataset))
+
+
+def audit_cli(server, dataset, *extra):
+    return CliRunner().invoke(cli, ["audit", str(dataset), "--base-url", server.url, "--rate", "200", *extra])
+
+
+def test_audit_lists_and_removes_only_on_evidence(dataset):
+    urls = photo_urls(dataset)
+    path = {pid: urlsplit(u).path for pid, u in urls.items()}
+    routes = {p: b"jpeg bytes " * 100 for p in path.values()}
     ids = sorted(urls)
-    removed, private, flaky = ids[0], ids[1], ids[2]
-    routes[urlsplit(urls[removed]).path] = Redirect(PLACEHOLDER_PATH)
+    removed, missing, withdrawn, *others = ids
+    routes[path[removed]] = Redirect(PLACEHOLDER_PATH)
     routes[PLACEHOLDER_PATH] = b"png"
-    del routes[urlsplit(urls[private]).path]  # 404
-    faults = {urlsplit(urls[flaky]).path: [Fault("status", 503)] * 10}
-    with LocalServer(routes, faults, max_seconds=60) as server:
-        result = CliRunner().invoke(cli, ["audit", str(dataset), "--base-url", server.url, "--rate", "50"])
+    del routes[path[missing]]  # 404
+    doubtful = dict(zip(others, (401, 403, 400, 405, 500, 503)))
+    assert len(doubtful) == 6  # each answer once: none of them is most of the photos
+
+    def faults():
+        return {path[withdrawn]: [Fault("status", 410)] * 10,
+                **{path[pid]: [Fault("status", status)] * 10 for pid, status in doubtful.items()}}
+
+    with LocalServer(routes, faults(), max_seconds=60) as server:
+        result = audit_cli(server, dataset)
         assert result.exit_code == 0, result.output
         assert f"gone: photo {removed} (photo_removed)" in result.output
-        assert f"gone: photo {private} (http_404)" in result.output
-        assert f"unknown: photo {flaky} (http_5xx)" in result.output
-        faults[urlsplit(urls[flaky]).path] = [Fault("status", 503)] * 10
-        result = CliRunner().invoke(cli, ["audit", str(dataset), "--base-url", server.url, "--rate", "50", "--apply"])
+        assert f"gone: photo {missing} (http_404)" in result.output
+        assert f"gone: photo {withdrawn} (http_404)" in result.output
+        for pid, status in doubtful.items():
+            assert f"unknown: photo {pid} (HTTP {status})" in result.output
+        assert f"{len(ids)} photo(s) checked, 3 gone, 6 unknown" in result.output
+        # no full bodies: every request asked for one byte
+        assert server.range_headers and {h for _, h in server.range_headers} == {"bytes=0-0"}
+        server.faults.update(faults())
+        result = audit_cli(server, dataset, "--apply")
     assert result.exit_code == 0, result.output
-    remaining = {m["photo_id"] for s in ("train", "val") for m in load_metainfo(dataset / s).values()}
-    assert removed not in remaining and private not in remaining and flaky in remaining
+    assert photo_ids_in(dataset) == set(ids) - {removed, missing, withdrawn}
+    assert Blocklist.from_file(dataset / "blocklist.txt").photo_ids == {removed, missing, withdrawn}
     assert verify_dataset(dataset) == {"train": [], "val": []}
+
+
+@pytest.mark.parametrize("status", [401, 403, 500])
+def test_audit_against_a_server_refusing_everything_removes_nothing(dataset, status):
+    """A proxy or wrong mirror answering 401 (or 403, 5xx) to every photo: the server is wrong, not the photos."""
+    before = {str(p.relative_to(dataset)): p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    paths = [urlsplit(u).path for u in photo_urls(dataset).values()]
+    faults = {p: [Fault("status", status)] * 50 for p in paths}
+    with LocalServer({p: b"jpeg" for p in paths}, faults, max_seconds=60) as server:
+        listed = audit_cli(server, dataset)
+        assert listed.exit_code == 0 and "0 gone" in listed.output
+        assert f"answered HTTP {status}: the server is wrong" in listed.stderr
+        result = audit_cli(server, dataset, "--apply")
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"answered HTTP {status}: the server is wrong, not the photos; nothing removed" in last
+    assert "Traceback" not in result.output
+    after = {str(p.relative_to(dataset)): p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    assert {k: v for k, v in after.items() if ".index" not in k} == {k: v for k, v in before.items()
+                                                                    if ".index" not in k}
+    assert not (dataset / "blocklist.txt").exists()
+
+
+def test_audit_timeouts_are_unknown(dataset):
+    from fdf_build.fetch import Fetcher, make_session
+
+    urls = photo_urls(dataset)
+    slow, *served = sorted(urls)
+    routes = {urlsplit(u).path: b"jpeg" for u in urls.values()}
+    faults = {urlsplit(urls[slow]).path: [Fault("stall", seconds=1.0)] * 3}
+    with LocalServer(routes, faults, max_seconds=60) as server:
+        fetcher = Fetcher(make_session(2), timeout=0.2, retries=1, backoff=0.01)
+        report = privacy.audit(dataset, fetcher, base_url=server.url, rate=200)
+    assert report.gone == {} and report.unknown == {slow: "http_timeout"}
+    assert report.checked == len(urls) and report.dominant_failure is None
 
 
 def test_rate_limiter_spaces_calls():
