@@ -174,6 +174,8 @@ def echo_build_summary(summary: dict, out: Path) -> None:
         + (f"{faces['unmatched']:,} dropped without a matched person, " if faces.get("unmatched") else "")
         + f"{faces.get('kept', 0):,} kept: "
         + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
+        + (f"; {faces['removed_or_blocklisted']:,} left out as removed or blocklisted"
+           if faces.get("removed_or_blocklisted") else "")
     )
     click.echo(f"dataset: {out}/{{train,val}}/  (stats in {out}/stats.json)")
 
@@ -692,8 +694,12 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
     if dry_run:
         click.echo(f"{plan.count} face(s) would be removed")
         return
-    remove_faces(plan, reason=reason)
-    click.echo(f"{plan.count} face(s) removed; ledger {dataset / 'removed.jsonl'}, blocklist {dataset / 'blocklist.txt'}")
+    try:
+        mappings = remove_faces(plan, reason=reason)  # made again if another removal ran since the listing
+    except BadInput as e:
+        raise InputError(str(e)) from None
+    count = sum(new is None for mapping in mappings.values() for new in mapping.values())
+    click.echo(f"{count} face(s) removed; ledger {dataset / 'removed.jsonl'}, blocklist {dataset / 'blocklist.txt'}")
 
 
 def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
@@ -755,10 +761,10 @@ def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, app
                    "not the photos", err=True)
     if apply:
         try:
-            plan = apply_audit(dataset, report)
+            removed = apply_audit(dataset, report)
         except BadInput as e:
             raise InputError(str(e)) from None
-        click.echo(f"{plan.count} face(s) removed")
+        click.echo(f"{removed} face(s) removed")
 
 
 @cli.command()

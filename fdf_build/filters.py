@@ -103,7 +103,13 @@ class Blocklist:
             return cls.from_lines(f)
 
     def __contains__(self, photo: Photo) -> bool:
-        return photo.user_nsid in self.nsids or photo.photo_id in self.photo_ids
+        return self.blocks(photo.user_nsid, photo.photo_id)
+
+    def blocks(self, user_nsid: Optional[str], photo_id: Optional[int]) -> bool:
+        return user_nsid in self.nsids or photo_id in self.photo_ids
+
+    def __or__(self, other: "Blocklist") -> "Blocklist":
+        return Blocklist(self.nsids | other.nsids, self.photo_ids | other.photo_ids)
 
     def __len__(self) -> int:
         return len(self.nsids) + len(self.photo_ids)

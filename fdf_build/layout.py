@@ -20,6 +20,8 @@ LANDMARKS68 = "landmarks68.npy"
 #: per split, in packs and downloads: each image's md5 in ``md5sum`` format (``cd train && md5sum -c images.md5``),
 #: what a rehydrated image must equal to be the published one
 IMAGE_MD5S = "images.md5"
+#: a build's shards, under its output directory (the dataset)
+WORK_DIR = ".work"
 _IMAGE_NAME = re.compile(r"^(\d+)\.png$")
 
 

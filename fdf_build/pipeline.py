@@ -32,6 +32,7 @@ from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
 from .filters import Blocklist, Eligibility, face_large_enough, resolve_licenses
 from .geometry import crop, square_around
 from .keypoints import KeypointModel, make_keypoint_model
+from .layout import WORK_DIR
 from .records import FaceCrop, Malformed, Photo, Skip, SkipReason
 from .scan import ScanSummary
 from .writer import ShardWriter, completed_stats, merge_shards, write_json
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 #: ``progress(stage, n)``: called with ``("bytes", n)`` while reading metadata,
 #: ``("photos", 1)`` per processed photo and ``("faces", k)`` per kept face.
 Progress = Callable[[str, int], None]
-WORK_DIR = ".work"
 
 
 class BuildError(Exception):
@@ -378,13 +378,38 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
 
 
 def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Summary:
-    """Merge the shards into the FDF layout, index it for search, and save the summary."""
-    from .privacy import index_dataset
+    """Merge the shards into the FDF layout, index it for search, and save the summary.
 
-    summary.splits = merge_shards(shard_dirs, Path(config.out), val_fraction=config.val_fraction)
-    index_dataset(Path(config.out))
-    write_json(Path(config.out) / "stats.json", summary.to_dict())
+    The merge leaves out every face the build's blocklist or the dataset's removals (its ``blocklist.txt``
+    and ``removed.jsonl``) name now, whenever its shard was built: a removal is final, and a blocklist
+    that grew since the shards were built needs no ``--restart``.
+    """
+    from . import privacy
+
+    out = Path(config.out)
+    with privacy.dataset_lock(out):
+        privacy.recover(out)  # an interrupted removal first: its journal must not later swap over this merge
+        blocked = never_again(config)
+        left_out = Counter()
+
+        def exclude(record) -> bool:
+            hit = blocked.blocks(record.user_nsid, record.photo_id)
+            left_out["faces"] += hit
+            return hit
+
+        summary.splits = merge_shards(shard_dirs, out, val_fraction=config.val_fraction, exclude=exclude)
+        if left_out["faces"]:
+            summary.faces["removed_or_blocklisted"] = left_out["faces"]
+        privacy.index_dataset(out)
+        write_json(out / "stats.json", summary.to_dict())
     return summary
+
+
+def never_again(config: BuildConfig) -> Blocklist:
+    """Owners and photos that must not be in this build's output: its ``--blocklist`` and its dataset's removals."""
+    from .privacy import removals
+
+    return Blocklist.from_file(config.blocklist) | removals(Path(config.out))
 
 
 def run_shards_locally(config: BuildConfig, jobs, crawl_date: str, progress: Progress) -> Iterator[dict]:
@@ -426,9 +451,10 @@ def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Su
     stages = Stages.from_config(config)
     summary = Summary(selection=json.loads(previous.read_text())["selection"])
     shard_dirs = sorted(work.glob("shard_*"))
+    blocked = never_again(config)  # never fetch a removed owner's photo again
     for shard_dir in shard_dirs:
         writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date, reopen=True)
-        photos = writer.take_photos(TRANSIENT)
+        photos = writer.take_photos(TRANSIENT, unless=blocked.__contains__)
         if photos:
             summary.shards["retried"] += 1
             summary.photos["retried"] += len(photos)

@@ -28,7 +28,7 @@ import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import cv2
 import numpy as np
@@ -37,7 +37,7 @@ from .layout import LANDMARKS68
 from .metadata import format_line, parse_line
 from .metainfo import CATEGORIES, METAINFO, FaceRecord, dumps_metainfo, page_url, points_array, upload_date
 from .metainfo import crawl_date as fdf_crawl_date
-from .records import KEYPOINT_NAMES, FaceCrop, Photo
+from .records import KEYPOINT_NAMES, FaceCrop, Photo, SkipReason
 from .split import SPLITS, split_of
 
 STATS_NAME = "_stats.json"
@@ -182,10 +182,13 @@ class ShardWriter:
         with self._lock:
             self._photos.append(row)
 
-    def take_photos(self, statuses: Iterable[str]) -> list[Photo]:
-        """Remove the rows (and any faces) of photos whose status is in ``statuses``; return those photos."""
+    def take_photos(self, statuses: Iterable[str], *, unless: Callable[[Photo], bool] = lambda photo: False) -> list[Photo]:
+        """Remove the rows (and any faces) of photos whose status is in ``statuses``; return those photos.
+
+        Photos for which ``unless`` is true (blocklisted since) keep their rows and are not returned.
+        """
         statuses = set(statuses)
-        taken = [r for r in self._photos if r["status"] in statuses]
+        taken = [r for r in self._photos if r["status"] in statuses and not unless(parse_line(r["yfcc"], 0))]
         lines = {r["line"] for r in taken}
         self._photos = [r for r in self._photos if r["line"] not in lines]
         self._faces = [f for f in self._faces if int(f["yfcc100m_line_idx"]) not in lines]
@@ -304,14 +307,20 @@ def new_staging_dir(parent: Path, prefix: str) -> Path:
     return staging
 
 
-def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float) -> Counter:
-    """Number every staged face into the FDF layout under ``out``; returns faces per split."""
+def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float,
+                 exclude: Callable[[FaceRecord], bool] = lambda record: False) -> Counter:
+    """Number every staged face into the FDF layout under ``out``; returns faces per split.
+
+    Faces whose record ``exclude`` is true for (removed or blocklisted since they were staged) are left out.
+    """
     out = Path(out)
     per_split: dict[str, list] = {s: [] for s in SPLITS}
     for shard in shard_dirs:
         for entry in read_jsonl(shard / "faces.jsonl"):
             source, box = shard / "faces" / entry.pop("_file"), entry.pop("_box_px")
             record = FaceRecord.from_json(None, entry)
+            if exclude(record):
+                continue
             per_split[split_of(record.user_nsid, val_fraction)].append((source, record, record.landmark_array(), box))
     counts = Counter()
     for split, faces in per_split.items():
@@ -321,6 +330,38 @@ def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float) 
         staging.rmdir()
         counts[split] = len(faces)
     return counts
+
+
+def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], bool]) -> int:
+    """Delete a completed shard's faces of blocked owners or photos (``blocked(user_nsid, photo_id)``), PNGs too.
+
+    Split images are hard links to shard PNGs, so a removal is only complete once the shards lose them as
+    well; blocked photos' rows become ``blocklisted`` (without the metadata a retry would need). Returns
+    the faces deleted; an incomplete shard is left alone (a resumed build redoes it whole).
+    """
+    shard = Path(shard)
+    if completed_stats(shard) is None:
+        return 0
+    faces = list(read_jsonl(shard / "faces.jsonl"))
+    gone = [f for f in faces if blocked((r := FaceRecord.from_json(None, f)).user_nsid, r.photo_id)]
+    photos = list(read_jsonl(shard / "photos.jsonl"))
+    changed = False
+    for row in photos:
+        if "yfcc" in row:
+            photo = parse_line(row["yfcc"], 0)
+            if blocked(photo.user_nsid, photo.photo_id):
+                row.update(status=SkipReason.BLOCKLISTED.value, detail="removed on request")
+                del row["yfcc"]
+                changed = True
+    if gone:
+        names = {f["_file"] for f in gone}
+        atomic_write(shard / "faces.jsonl", "".join(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n"
+                                                     for f in faces if f["_file"] not in names))
+        for name in names:
+            (shard / "faces" / name).unlink(missing_ok=True)
+    if changed:
+        atomic_write(shard / "photos.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in photos))
+    return len(gone)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -1,8 +1,10 @@
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,6 +13,10 @@ from click.testing import CliRunner
 
 from fdf_build import privacy
 from fdf_build.cli import cli, search_command
+from fdf_build.config import BuildConfig
+from fdf_build.demo import demo_photos
+from fdf_build.metadata import format_line
+from fdf_build.pipeline import run_build
 from fdf_build.filters import Blocklist
 from fdf_build.layout import load_metainfo, verify_dataset
 from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
@@ -34,6 +40,12 @@ def dataset(tmp_path):
     shutil.move(str(other / "val"), str(root / "val"))
     assert verify_dataset(root) == {"train": [], "val": []}
     return root
+
+
+def dataset_bytes(root):
+    """Every file's bytes, but the search index and the lock (caches a read leaves)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and ".index" not in p.name and p.name != privacy.LOCK}
 
 
 def faces_of(root, nsid):
@@ -154,12 +166,11 @@ def test_remove_user_in_both_splits(dataset):
 
 
 def test_remove_dry_run_changes_nothing(dataset):
-    before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    before = dataset_bytes(dataset)
     result = CliRunner().invoke(cli, ["remove", str(dataset), "--photo-id", str(synthetic_photo(3).photo_id),
                                       "--dry-run"])
     assert result.exit_code == 0 and "would remove train/images/" in result.output
-    assert {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file() and ".index" not in p.name} == {
-        p: b for p, b in before.items()}
+    assert dataset_bytes(dataset) == before
 
 
 def test_crash_after_the_commit_point_rolls_forward(dataset, monkeypatch):
@@ -184,7 +195,7 @@ def test_crash_after_the_commit_point_rolls_forward(dataset, monkeypatch):
 
 
 def test_crash_before_the_commit_point_leaves_the_old_dataset(dataset, monkeypatch):
-    before = {str(p.relative_to(dataset)): p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    before = dataset_bytes(dataset)
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -192,9 +203,8 @@ def test_crash_before_the_commit_point_leaves_the_old_dataset(dataset, monkeypat
     monkeypatch.setattr(privacy, "write_split", boom)
     with pytest.raises(OSError):
         privacy.remove_faces(privacy.plan_removal(dataset, nsids=["bob@N01"]))
-    privacy.recover(dataset)
-    after = {str(p.relative_to(dataset)): p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
-    assert {k: v for k, v in after.items() if ".index" not in k} == {k: v for k, v in before.items()}
+    assert not list(dataset.glob(".remove-*"))  # no staging left behind, nothing for recovery to do
+    assert dataset_bytes(dataset) == before
 
 
 def test_request_for_absent_user_still_blocklists(dataset):
@@ -253,7 +263,7 @@ def test_audit_lists_and_removes_only_on_evidence(dataset):
 @pytest.mark.parametrize("status", [401, 403, 500])
 def test_audit_against_a_server_refusing_everything_removes_nothing(dataset, status):
     """A proxy or wrong mirror answering 401 (or 403, 5xx) to every photo: the server is wrong, not the photos."""
-    before = {str(p.relative_to(dataset)): p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    before = dataset_bytes(dataset)
     paths = [urlsplit(u).path for u in photo_urls(dataset).values()]
     faults = {p: [Fault("status", status)] * 50 for p in paths}
     with LocalServer({p: b"jpeg" for p in paths}, faults, max_seconds=60) as server:
@@ -265,9 +275,7 @@ def test_audit_against_a_server_refusing_everything_removes_nothing(dataset, sta
     last = result.stderr.strip().splitlines()[-1]
     assert f"answered HTTP {status}: the server is wrong, not the photos; nothing removed" in last
     assert "Traceback" not in result.output
-    after = {str(p.relative_to(dataset)): p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
-    assert {k: v for k, v in after.items() if ".index" not in k} == {k: v for k, v in before.items()
-                                                                    if ".index" not in k}
+    assert dataset_bytes(dataset) == before
     assert not (dataset / "blocklist.txt").exists()
 
 
@@ -307,3 +315,148 @@ def test_build_honours_the_removal_blocklist(dataset):
     assert elig(synthetic_photo(9, nsid="carol@N02")).value == "blocklisted"
     assert elig(synthetic_photo(9, nsid="dave@N03")) is None
     assert Path(dataset / "removed.jsonl").is_file()
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Four real photos of three owners, the last one failing with 503 on its first tries."""
+    data = demo_photos()["whitehouse_obama_biden.jpg"]
+    photos = [synthetic_photo(i, nsid=nsid, license="by") for i, nsid in
+              enumerate(["ann@N00", "bea@N01", "bea@N01", "cid@N02"])]
+    routes = {urlsplit(p.download_url).path: data for p in photos}
+    tsv = tmp_path / "yfcc.tsv"
+    tsv.write_text("".join(format_line(p) + "\n" for p in photos))
+    return tsv, routes, urlsplit(photos[3].download_url).path
+
+
+def owners_in(out):
+    return {m["user_nsid"] for s in ("train", "val") if (out / s).is_dir() for m in load_metainfo(out / s).values()}
+
+
+def test_a_removal_is_final_through_retry_failed_and_rebuilds(world, tmp_path):
+    tsv, routes, flaky = world
+    out = tmp_path / "out"
+    with LocalServer(routes, {flaky: [Fault("status", 503)] * 10}, max_seconds=120) as server:
+        config = BuildConfig(metadata=str(tsv), out=out, base_url=server.url, crawl_date="2026-01-01",
+                             val_fraction=0.0, retries=0, shard_size=2, keypoints="none", workers=2)
+        assert run_build(config).skipped["http_5xx"] == 1
+    assert owners_in(out) == {"ann@N00", "bea@N01"}
+    bea_pngs = {p.name for s in sorted((out / ".work").glob("shard_*"))
+                for p in (s / "faces").iterdir() if p.name.startswith(("1_", "2_"))}
+    assert bea_pngs
+    for nsid in ("bea@N01", "cid@N02"):  # cid's only photo failed: not in the dataset, blocklisted all the same
+        result = CliRunner().invoke(cli, ["remove", str(out), "--user-nsid", nsid])
+        assert result.exit_code == 0, result.output
+    assert owners_in(out) == {"ann@N00"}
+    # the removed faces are gone from the build's shards too (split images were hard links to them)
+    assert not any((s / "faces" / name).exists() for s in (out / ".work").glob("shard_*") for name in bea_pngs)
+    with LocalServer(routes, max_seconds=120) as server:
+        result = CliRunner().invoke(cli, ["retry-failed", str(out), "--base-url", server.url])
+        assert result.exit_code == 0, result.output
+        assert server.hits(flaky) == []  # a removed owner's photo is not even fetched again
+        assert owners_in(out) == {"ann@N00"}
+        summary = run_build(dataclasses.replace(config, base_url=server.url))  # the same build again: resumes
+    assert owners_in(out) == {"ann@N00"} and summary.shards["resumed"] == 2
+    for nsid in ("bea@N01", "cid@N02"):
+        assert privacy.search(out, nsids=[nsid]) == []
+    assert verify_dataset(out) == {"train": [], "val": []}
+
+
+def test_merges_leave_out_what_a_grown_blocklist_names(world, tmp_path):
+    """Shards built before an owner was blocklisted: the merge filters them, no --restart needed."""
+    tsv, routes, _ = world
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("# empty for now\n")
+    with LocalServer(routes, max_seconds=120) as server:
+        config = BuildConfig(metadata=str(tsv), out=tmp_path / "out", base_url=server.url, crawl_date="2026-01-01",
+                             val_fraction=0.0, shard_size=2, keypoints="none", workers=2, blocklist=blocklist)
+        run_build(config)
+        assert owners_in(tmp_path / "out") == {"ann@N00", "bea@N01", "cid@N02"}
+        shards = sorted((tmp_path / "out" / ".work").glob("shard_*"))
+        blocklist.write_text("bea@N01\n")
+        # what resuming with a grown blocklist merges (the fingerprint side is the resume's business)
+        summary = privacy_finish(config, shards)
+    assert owners_in(tmp_path / "out") == {"ann@N00", "cid@N02"}
+    assert summary.faces["removed_or_blocklisted"] == 4
+
+
+def privacy_finish(config, shards):
+    from fdf_build.pipeline import Summary, _finish
+
+    return _finish(config, Summary(), shards)
+
+
+def read_attributes(split_dir):
+    lines = [json.loads(line) for line in (split_dir / "attributes.jsonl").read_text().splitlines()]
+    files = sorted((split_dir / "attributes").glob("*.json"), key=lambda p: int(p.stem))
+    assert [int(p.stem) for p in files] == [row["image"] for row in lines] == list(range(len(lines)))
+    for row, path in zip(lines, files):
+        assert json.loads(path.read_text()) == {k: v for k, v in row.items() if k != "image"}
+    return lines
+
+
+def test_removal_renumbers_attributes_with_the_rest(dataset):
+    from fdf_build.attributes import annotate_split
+
+    before = {}
+    for split in ("train", "val"):
+        annotate_split(dataset / split)
+        before[split] = read_attributes(dataset / split)
+    result = CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", "alice@N00"])
+    assert result.exit_code == 0, result.output
+    for split in ("train", "val"):
+        after = read_attributes(dataset / split)
+        mapping = json.loads((dataset / split / "renumbering.json").read_text())
+        assert len(after) == len(load_metainfo(dataset / split)) < len(before[split])
+        for old, new in mapping.items():
+            if new is not None:
+                assert {**after[new], "image": int(old)} == before[split][int(old)]
+
+
+def test_a_plan_made_before_another_removal_is_made_again(dataset):
+    """Two removals planned on the same numbering: the second must not remove by stale numbers."""
+    bob = privacy.plan_removal(dataset, nsids=["bob@N01"])
+    carol = privacy.plan_removal(dataset, nsids=["carol@N02"])
+    expected = {s: {k for k, m in load_metainfo(dataset / s).items() if m["user_nsid"] not in ("bob@N01", "carol@N02")}
+                for s in ("train", "val")}
+    kept = {s: sorted((m["photo_id"], m["face_index"]) for k, m in load_metainfo(dataset / s).items()
+                      if k in expected[s]) for s in expected}
+    privacy.remove_faces(bob)
+    privacy.remove_faces(carol)
+    assert owners_in(dataset) == {"alice@N00", "dave@N03", "erin@N04"}
+    assert {s: sorted((m["photo_id"], m["face_index"]) for m in load_metainfo(dataset / s).values())
+            for s in kept} == kept
+    assert verify_dataset(dataset) == {"train": [], "val": []}
+
+
+def test_removals_take_turns(dataset, tmp_path):
+    """A second removal waits for the dataset's lock, says so, then runs on the dataset the first one left."""
+    script = ("import sys; from fdf_build.cli import cli; "
+              "cli(['remove', sys.argv[1], '--user-nsid', 'dave@N03'], prog_name='fdf-build')")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with privacy.dataset_lock(dataset):
+        second = subprocess.Popen([sys.executable, "-c", script, str(dataset)], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(3)  # long enough to start and reach the lock
+        assert second.poll() is None, second.communicate()
+        assert faces_of(dataset, "dave@N03")  # nothing happened while the lock was held
+        privacy.remove_faces(privacy.plan_removal(dataset, nsids=["bob@N01"]))  # the holder may go on
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert "waiting" in err and "face(s) removed" in out
+    assert owners_in(dataset) == {"alice@N00", "carol@N02", "erin@N04"}
+    assert verify_dataset(dataset) == {"train": [], "val": []}
+
+
+def test_blocklist_is_on_disk_before_the_ledger(dataset, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(privacy.os, "fsync", fsync)
+    privacy.remove_faces(privacy.plan_removal(dataset, nsids=["dave@N03"]))
+    names = [n for n in synced if n in (privacy.BLOCKLIST, privacy.LEDGER)]
+    assert names == [privacy.BLOCKLIST, privacy.LEDGER]
