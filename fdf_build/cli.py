@@ -17,13 +17,8 @@ from .config import (DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_M
                      BuildConfig)
 from .decode import DEFAULT_MAX_PIXELS
 from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
+from .cli_search import InputError, query, query_options, search_command
 from .scan import scan as scan_metadata
-
-
-class InputError(click.ClickException):
-    """Bad input (a malformed or incomplete dataset, a query naming nothing): one clear line and exit status 2."""
-
-    exit_code = 2
 
 
 class Commands(click.Group):
@@ -583,80 +578,7 @@ def echo_rehydrate_summary(summary: dict, dataset: Path) -> None:
                + f"); faces not as published: {dataset / FACES_REPORT}")
 
 
-def _read_ids(nsid_file: Optional[Path]) -> list[str]:
-    if nsid_file is None:
-        return []
-    from .filters import Blocklist
-
-    return sorted(Blocklist.from_file(nsid_file).nsids)
-
-
-def _query(user_nsid, nsid_file, photo_id, photo_url) -> tuple[list[str], list[int]]:
-    from .privacy import photo_id_from_url
-
-    nsids = [*user_nsid, *_read_ids(nsid_file)]
-    photo_ids = list(photo_id)
-    for url in photo_url:
-        found = photo_id_from_url(url)
-        if found is None:
-            raise InputError(f"--photo-url {url!r}: no Flickr photo id in it")
-        photo_ids.append(found)
-    if not nsids and not photo_ids:
-        raise InputError("give at least one of --user_nsid, --nsid-file, --photo-id, --photo-url")
-    return nsids, photo_ids
-
-
-def query_options(command):
-    for option in reversed([
-        click.option("--user_nsid", "--user-nsid", "user_nsid", multiple=True,
-                     help="Flickr user NSID (e.g. 12345678@N00); repeatable."),
-        click.option("--nsid-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="File of NSIDs, one a line ('#' comments)."),
-        click.option("--photo-id", type=int, multiple=True, help="Flickr photo id; repeatable."),
-        click.option("--photo-url", multiple=True,
-                     help="Any Flickr URL of a photo: page, static image of any size, or flic.kr link; repeatable."),
-    ]):
-        command = option(command)
-    return command
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("path", type=click.Path(path_type=Path))
-@query_options
-@click.option("--json", "as_json", is_flag=True, help="Print the matches as one JSON list.")
-def search_command(path: Path, user_nsid, nsid_file, photo_id, photo_url, as_json: bool) -> None:
-    """Find every face of a Flickr user (or photo) in a dataset.
-
-    PATH is a split's fdf_metainfo.json, a split directory or a dataset root
-    (all splits are searched). Exit status: 0 found, 1 not found, 2 bad input.
-
-    \b
-    Example:
-      python search_username.py data/fdf256/train/fdf_metainfo.json --user_nsid=12345678@N00
-    """
-    from .privacy import BadInput, search
-
-    nsids, photo_ids = _query(user_nsid, nsid_file, photo_id, photo_url)
-    try:
-        matches = search(path, nsids=nsids, photo_ids=photo_ids)
-    except BadInput as e:
-        raise InputError(str(e)) from None
-    if as_json:
-        click.echo(json.dumps([m.to_dict() for m in matches], ensure_ascii=False))
-    else:
-        for m in matches:
-            d = m.to_dict()
-            click.echo(f"{d['split']}/images/{d['image']}.png  {d['photo_url']}  {d['photo_title']!r}  {d['license']}")
-        click.echo(f"{len(matches)} face(s) found", err=True)
-    if not matches:
-        raise SystemExit(1)
-
-
 cli.add_command(search_command, name="search")
-
-
-def search_main() -> None:
-    search_command(prog_name="search_username.py")
 
 
 @cli.command()
@@ -682,7 +604,7 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
         if user_nsid or nsid_file or photo_id or photo_url:
             raise InputError("--requests applies the queued requests: give no other NSID or photo with it")
         return _remove_requests(dataset, requests_file, dry_run)
-    nsids, photo_ids = _query(user_nsid, nsid_file, photo_id, photo_url)
+    nsids, photo_ids = query(user_nsid, nsid_file, photo_id, photo_url)
     try:
         plan = plan_removal(dataset, nsids=nsids, photo_ids=photo_ids)
     except BadInput as e:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from .records import Face, Photo, SkipReason
+from .search import parse_ids
 
 #: The licenses YFCC100M photos carry, by short code -> canonical license URL.
 LICENSES = {
@@ -84,15 +85,7 @@ class Blocklist:
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> "Blocklist":
         """One NSID or photo id a line; ``#`` starts a comment. All-digit entries are photo ids."""
-        nsids, photo_ids = set(), set()
-        for line in lines:
-            entry = line.split("#", 1)[0].strip()
-            if not entry:
-                continue
-            if entry.isdigit():
-                photo_ids.add(int(entry))
-            else:
-                nsids.add(entry)
+        nsids, photo_ids = parse_ids(lines)
         return cls(frozenset(nsids), frozenset(photo_ids))
 
     @classmethod

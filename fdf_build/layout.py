@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-import cv2
-import numpy as np
+if TYPE_CHECKING:  # search reads the layout and must start without numpy or cv2: they are imported where used
+    import numpy as np
 
-from .filters import normalize_license_url
 from .split import SPLITS
 
 METAINFO = "fdf_metainfo.json"
@@ -54,6 +53,8 @@ def load_metainfo(split_dir: Path) -> dict:
 
 def load_array(split_dir: Path, name: str, **kw) -> np.ndarray:
     """``split_dir/name`` (``landmarks.npy``...) as ``np.load`` gives it, or a :class:`DatasetError`."""
+    import numpy as np
+
     path = Path(split_dir) / name
     try:
         return np.load(path, **kw)
@@ -65,6 +66,8 @@ def load_array(split_dir: Path, name: str, **kw) -> np.ndarray:
 
 def read_image(split_dir: Path, number: int) -> np.ndarray:
     """Face ``number`` of a split as ``(H, W, 3) uint8`` RGB, or a :class:`DatasetError` naming the file."""
+    import cv2
+
     path = Path(split_dir) / "images" / f"{number}.png"
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
@@ -88,6 +91,10 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
     unless ``license_urls`` is given, in which case only faces under those
     licenses must have one (a partial download of some license archives).
     """
+    import numpy as np  # here, not at the top: search reads the layout and must start without numpy
+
+    from .filters import normalize_license_url
+
     split_dir = Path(split_dir)
     problems = []
     try:

@@ -1,17 +1,15 @@
 """Privacy: let Flickr users find their photos in a dataset, take them out, and keep them out.
 
-* :class:`MetainfoIndex` answers "which faces are of this user / photo?" without
-  parsing a 186 MB ``fdf_metainfo.json``: an index beside it maps NSIDs and
-  photo ids to the byte ranges of their entries, and only those are parsed.
-  The index records the metainfo's size, mtime and inode and is rebuilt when
-  any differs, and every entry it returns is checked against the query, so a
-  stale index can never give a wrong answer.
+* :func:`search` (from :mod:`fdf_build.search`) finds every face of a user or photo
+  through an SQLite index, in milliseconds.
 * :func:`remove_faces` removes faces from every split at once, atomically
   across splits (a journal makes a crash roll forward to the new dataset; a
-  crash before the journal leaves the old one), renumbers, and records what
-  went in ``removed.jsonl`` and the dataset's ``blocklist.txt``.
+  crash before the journal leaves the old one), renumbers, records what went in
+  ``removed.jsonl`` and the dataset's ``blocklist.txt``, and deletes the faces
+  from the build's shards; :func:`removals` is what every later merge leaves out.
+  One removal runs at a time (:func:`dataset_lock`).
 * :func:`audit` re-checks each photo's URL and finds faces whose photo has
-  been removed or made private on Flickr.
+  been removed or made private on Flickr, on evidence only.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import threading
 import uuid
@@ -38,201 +35,17 @@ import numpy as np
 from .fetch import RateLimiter
 from .filters import Blocklist
 from .layout import LANDMARKS68, METAINFO, WORK_DIR, load_metainfo, split_dirs
-from .records import Skip, SkipReason
-from .writer import (FILE_MODE, atomic_write, new_staging_dir, purge_shard, swap_in, write_attributes, write_json,
+from .records import SkipReason
+from .search import (INDEX_SUFFIX, BadInput, Match, MetainfoIndex, entry_photo_id, file_stamp,  # noqa: F401 (API)
+                     index_dataset, metainfo_files, photo_id_from_url, search)
+from .writer import (FILE_MODE, new_staging_dir, purge_shard, swap_in, write_attributes, write_json,
                      write_split)
 
-INDEX_SUFFIX = ".index"
-INDEX_VERSION = 1
 LEDGER = "removed.jsonl"
 BLOCKLIST = "blocklist.txt"
 JOURNAL = ".remove-journal.json"
 
 log = logging.getLogger(__name__)
-
-_BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
-_STATIC = re.compile(r"/(\d+)_[0-9a-f]+(?:_[a-z0-9]+)?\.[a-z]+$", re.I)
-_PAGE = re.compile(r"/photos/[^/]+/(\d+)(?:/|$)")
-
-
-class BadInput(Exception):
-    """Input that cannot be searched or changed (missing file, malformed JSON): one clear line for the user."""
-
-
-def photo_id_from_url(url: str) -> Optional[int]:
-    """The photo id in any Flickr URL of a photo: page URL, static URL of any size, or flic.kr short link."""
-    parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
-    host, path = parts.netloc.lower(), parts.path
-    if host.endswith("flic.kr"):
-        m = re.match(r"/p/([1-9a-zA-HJ-NP-Z]+)", path)
-        if not m:
-            return None
-        number = 0
-        for ch in m.group(1):
-            number = number * 58 + _BASE58.index(ch)
-        return number
-    m = _PAGE.search(path) if "flickr.com" in host and "staticflickr" not in host else _STATIC.search(path)
-    return int(m.group(1)) if m else None
-
-
-def entry_photo_id(entry: dict) -> Optional[int]:
-    """FDF256's own metainfo may lack ``photo_id``; its photo URL still names the photo."""
-    if entry.get("photo_id") is not None:
-        return int(entry["photo_id"])
-    return photo_id_from_url(entry.get("photo_url", "")) if entry.get("photo_url") else None
-
-
-def _stamp(path: Path) -> dict:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
-
-
-def _top_level_spans(raw: bytes) -> Iterable[tuple[str, int, int]]:
-    """(key, start, end) byte spans of each top-level value of a JSON object.
-
-    Decoding as latin-1 maps every byte to one character, so character offsets
-    are byte offsets even where the file holds UTF-8 text (JSON's syntax is ASCII).
-    """
-    text = raw.decode("latin-1")
-    decoder = json.JSONDecoder()
-    ws = re.compile(r"[ \t\n\r]*")
-    pos = ws.match(text, 0).end()
-    if text[pos : pos + 1] != "{":
-        raise ValueError("not a JSON object")
-    pos = ws.match(text, pos + 1).end()
-    if text[pos : pos + 1] == "}":
-        return
-    while True:
-        key, pos = decoder.raw_decode(text, pos)
-        pos = ws.match(text, pos).end()
-        if text[pos : pos + 1] != ":":
-            raise ValueError(f"expected ':' at byte {pos}")
-        start = ws.match(text, pos + 1).end()
-        _, end = decoder.raw_decode(text, start)
-        yield key, start, end
-        pos = ws.match(text, end).end()
-        if text[pos : pos + 1] == "}":
-            return
-        if text[pos : pos + 1] != ",":
-            raise ValueError(f"expected ',' at byte {pos}")
-        pos = ws.match(text, pos + 1).end()
-
-
-@dataclass
-class MetainfoIndex:
-    metainfo: Path
-    keys: list
-    spans: list
-    by_nsid: dict
-    by_photo: dict
-
-    @classmethod
-    def open(cls, metainfo: Path, *, write: bool = True) -> "MetainfoIndex":
-        """Load the index beside ``metainfo``, or (re)build it when missing or stale."""
-        metainfo = Path(metainfo)
-        if not metainfo.is_file():
-            raise BadInput(f"{metainfo}: no such file")
-        path = metainfo.with_name(metainfo.name + INDEX_SUFFIX)
-        stamp = _stamp(metainfo)
-        try:
-            data = json.loads(path.read_text())
-            if data.get("version") == INDEX_VERSION and data.get("metainfo") == stamp:
-                return cls(metainfo, data["keys"], data["spans"], data["nsid"], data["photo_id"])
-        except (OSError, ValueError, KeyError):
-            pass
-        index = cls.build(metainfo)
-        if write and _stamp(metainfo) == stamp:
-            try:
-                atomic_write(path, json.dumps({
-                    "version": INDEX_VERSION, "metainfo": stamp, "keys": index.keys, "spans": index.spans,
-                    "nsid": index.by_nsid, "photo_id": index.by_photo,
-                }))
-            except OSError:
-                pass  # a read-only copy: answer from the in-memory index
-        return index
-
-    @classmethod
-    def build(cls, metainfo: Path) -> "MetainfoIndex":
-        raw = Path(metainfo).read_bytes()
-        keys, spans, by_nsid, by_photo = [], [], {}, {}
-        try:
-            for position, (key, start, end) in enumerate(_top_level_spans(raw)):
-                entry = json.loads(raw[start:end])
-                keys.append(key)
-                spans.append([start, end])
-                if entry.get("user_nsid"):
-                    by_nsid.setdefault(entry["user_nsid"], []).append(position)
-                photo_id = entry_photo_id(entry)
-                if photo_id is not None:
-                    by_photo.setdefault(str(photo_id), []).append(position)
-        except (ValueError, AttributeError) as e:
-            raise BadInput(f"{metainfo}: not a valid fdf_metainfo.json ({e})") from None
-        return cls(Path(metainfo), keys, spans, by_nsid, by_photo)
-
-    def lookup(self, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[tuple[str, dict]]:
-        """(image number, entry) of every face of these owners or photos, in file order."""
-        nsids, photo_ids = set(nsids), {int(p) for p in photo_ids}
-        positions = set()
-        for n in nsids:
-            positions.update(self.by_nsid.get(n, ()))
-        for p in photo_ids:
-            positions.update(self.by_photo.get(str(p), ()))
-        out = []
-        with open(self.metainfo, "rb") as f:
-            for position in sorted(positions):
-                start, end = self.spans[position]
-                f.seek(start)
-                entry = json.loads(f.read(end - start))
-                if entry.get("user_nsid") not in nsids and entry_photo_id(entry) not in photo_ids:
-                    raise BadInput(f"{self.metainfo} changed while it was read; run again")
-                out.append((self.keys[position], entry))
-        return out
-
-
-def metainfo_files(path: Path) -> list[tuple[str, Path]]:
-    """(split, metainfo path) for a metainfo file, a split directory or a dataset root."""
-    path = Path(path)
-    if not path.exists():
-        raise BadInput(f"{path}: no such file or directory")
-    if path.is_file():
-        split = path.parent.name or "."
-        return [(split, path)]
-    if (path / METAINFO).is_file():
-        return [(path.name, path / METAINFO)]
-    found = [(split, d / METAINFO) for split, d in split_dirs(path)]
-    if not found:
-        raise BadInput(f"{path}: no fdf_metainfo.json here, nor train/ or val/ with one")
-    return found
-
-
-@dataclass(frozen=True)
-class Match:
-    split: str
-    image: str
-    entry: dict
-
-    def to_dict(self) -> dict:
-        e = self.entry
-        return {
-            "split": self.split, "image": int(self.image) if self.image.isdigit() else self.image,
-            "user_nsid": e.get("user_nsid"), "photo_id": entry_photo_id(e), "photo_url": e.get("photo_url"),
-            "photo_title": e.get("photo_title"), "license": e.get("license"), "license_url": e.get("license_url"),
-        }
-
-
-def index_dataset(path: Path) -> None:
-    """Write (or refresh) every split's search index now, so a user's first search is fast too."""
-    for _, directory in split_dirs(path):
-        MetainfoIndex.open(directory / METAINFO)
-
-
-def search(path: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[Match]:
-    nsids, photo_ids = list(nsids), list(photo_ids)
-    matches = []
-    for split, metainfo in metainfo_files(path):
-        index = MetainfoIndex.open(metainfo)
-        matches += [Match(split, key, entry) for key, entry in index.lookup(nsids=nsids, photo_ids=photo_ids)]
-    return matches
 
 
 # ---------------------------------------------------------------- removal
@@ -290,7 +103,7 @@ def removals(dataset: Path) -> Blocklist:
 
 
 def _metainfo_stamps(dataset: Path) -> dict:
-    return {split: _stamp(directory / METAINFO) for split, directory in split_dirs(dataset)}
+    return {split: file_stamp(directory / METAINFO) for split, directory in split_dirs(dataset)}
 
 
 @dataclass

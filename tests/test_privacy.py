@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -126,16 +127,101 @@ def test_index_is_rebuilt_when_the_metainfo_changes(dataset):
     assert len(privacy.search(meta_path, nsids=["zed@N09"])) == len(before)
 
 
-def test_index_never_answers_wrong_even_if_size_and_mtime_are_kept(dataset):
+def edit_in_place(path, old: bytes, new: bytes):
+    """Rewrite ``path`` keeping its inode, size and mtime: only its ctime tells."""
+    assert len(old) == len(new)
+    st = path.stat()
+    data = path.read_bytes()
+    assert old in data
+    with open(path, "r+b") as f:
+        f.write(data.replace(old, new))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def test_an_in_place_edit_keeping_size_and_mtime_is_seen(dataset):
     meta_path = dataset / "train" / "fdf_metainfo.json"
-    privacy.search(meta_path, nsids=["dave@N03"])
-    st = meta_path.stat()
-    data = meta_path.read_bytes().replace(b'"dave@N03"', b'"davy@N03"')
-    with open(meta_path, "r+b") as f:  # same inode, same size
-        f.write(data)
-    os.utime(meta_path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    with pytest.raises(privacy.BadInput, match="changed"):
-        privacy.search(meta_path, nsids=["dave@N03"])
+    daves = privacy.search(meta_path, nsids=["dave@N03"])
+    assert daves and privacy.search(meta_path, nsids=["davy@N03"]) == []  # the index knows no davy
+    edit_in_place(meta_path, b'"dave@N03"', b'"davy@N03"')
+    assert sorted(m.image for m in privacy.search(meta_path, nsids=["davy@N03"])) == sorted(m.image for m in daves)
+    assert privacy.search(meta_path, nsids=["dave@N03"]) == []
+
+
+def index_db(meta_path):
+    return sqlite3.connect(meta_path.with_name(meta_path.name + privacy.INDEX_SUFFIX))
+
+
+def test_every_entry_the_index_returns_is_checked(dataset):
+    """An index that lies (its stamp still matches) is caught by the re-check, rebuilt, and answers right."""
+    meta_path = dataset / "train" / "fdf_metainfo.json"
+    carols = sorted(m.image for m in privacy.search(meta_path, nsids=["carol@N02"]))
+    with index_db(meta_path) as db:
+        db.execute("UPDATE faces SET nsid = 'carol@N02' WHERE nsid = 'dave@N03'")
+    assert sorted(m.image for m in privacy.search(meta_path, nsids=["carol@N02"])) == carols
+    with index_db(meta_path) as db:  # and the lie is gone from the file
+        assert db.execute("SELECT count(*) FROM faces WHERE nsid = 'dave@N03'").fetchone()[0] > 0
+
+
+def test_one_indexed_query_per_lookup(dataset):
+    from fdf_build.search import LOOKUP, MetainfoIndex
+
+    meta_path = dataset / "train" / "fdf_metainfo.json"
+    index = MetainfoIndex.open(meta_path)
+    plan = " ".join(row[-1] for row in index.db.execute(
+        "EXPLAIN QUERY PLAN " + LOOKUP, ('["x"]', "[1]")))
+    assert "USING INDEX faces_nsid" in plan and "USING INDEX faces_photo" in plan and "SCAN faces" not in plan
+    statements = []
+    index.db.set_trace_callback(statements.append)
+    found = index.lookup(nsids=["alice@N00", "bob@N01"], photo_ids=[synthetic_photo(3).photo_id])
+    assert {e["user_nsid"] for _, e in found} == {"alice@N00", "bob@N01", "carol@N02"}
+    assert len(statements) == 1
+    index.close()
+
+
+def test_an_old_json_index_is_replaced(dataset):
+    meta_path = dataset / "train" / "fdf_metainfo.json"
+    index_path = meta_path.with_name(meta_path.name + privacy.INDEX_SUFFIX)
+    index_path.write_text('{"version": 1, "metainfo": {}, "keys": [], "spans": [], "nsid": {}, "photo_id": {}}')
+    assert len(privacy.search(meta_path, nsids=["dave@N03"])) == len(faces_of(dataset, "dave@N03"))
+    assert index_path.read_bytes().startswith(b"SQLite format 3")
+
+
+def test_a_read_only_dataset_keeps_its_index_in_the_cache(dataset, tmp_path, monkeypatch):
+    import tempfile
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    for split in ("train", "val"):
+        (dataset / split / ("fdf_metainfo.json" + privacy.INDEX_SUFFIX)).unlink(missing_ok=True)
+    real_mkstemp = tempfile.mkstemp
+    read_only = {str(dataset / "train"), str(dataset / "val")}
+
+    def mkstemp(*args, dir=None, **kw):  # noqa: A002 - tests run as root too, where chmod does not stop writes
+        if str(dir) in read_only:
+            raise PermissionError(13, "Read-only file system", dir)
+        return real_mkstemp(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    expected = sorted(faces_of(dataset, "alice@N00"))
+    assert sorted((m.split, m.image) for m in privacy.search(dataset, nsids=["alice@N00"])) == expected
+    cached = sorted((cache / "fdf_build" / "search").glob("*.sqlite"))
+    assert len(cached) == 2 and not list(dataset.rglob("*.index"))
+    written = [p.stat().st_mtime_ns for p in cached]
+    assert sorted((m.split, m.image) for m in privacy.search(dataset, nsids=["alice@N00"])) == expected
+    assert [p.stat().st_mtime_ns for p in cached] == written  # used again, not rebuilt per run
+
+
+def test_search_imports_nothing_heavy(dataset):
+    meta = dataset / "train" / "fdf_metainfo.json"
+    run = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "search_username.py"), str(meta),
+                          "--user_nsid=dave@N03"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in run.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "fdf_build" in imported and "sqlite3" in imported
+    assert not imported & {"numpy", "cv2", "requests", "urllib3", "tqdm", "PIL", "torch", "onnxruntime"}
 
 
 def test_remove_user_in_both_splits(dataset):
