@@ -72,7 +72,7 @@ def run_each(commands: list[list[str]]) -> list[dict]:
                           stdout=subprocess.PIPE, text=True)
     results = json.loads(done.stdout)
     for command, result in zip(commands, results):
-        if result["status"] not in (0, 1):
+        if result["status"] != 0:
             raise SystemExit(f"{command} failed with exit status {result['status']}")
     return results
 

@@ -612,7 +612,7 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
     for split, numbers in plan.drop.items():
         for n in numbers:
             e = plan.entries[split][n]
-            click.echo(f"{'would remove' if dry_run else 'removing'} {split}/images/{n}.png  {e.get('photo_url')}")
+            click.echo(f"{'would remove' if dry_run else 'removing'} {split}/images/{n}.png  {e.photo_url}")
     if dry_run:
         click.echo(f"{plan.count} face(s) would be removed")
         return

@@ -38,13 +38,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 from urllib.parse import urlsplit
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # imported where arrays are made: search reads records and must start without numpy
 
 METAINFO = "fdf_metainfo.json"
 #: FDF's ``category`` per split directory, and back.
@@ -120,15 +122,19 @@ def _points(values) -> Optional[tuple[Point, ...]]:
         return None
     out = []
     for p in values:
-        if p is None or len(p) < 2 or p[0] is None or p[1] is None or np.isnan(np.asarray(p[:2], dtype=float)).any():
+        if p is None or len(p) < 2 or p[0] is None or p[1] is None or math.isnan(float(p[0])) or math.isnan(float(p[1])):
             out.append(None)
         else:
             out.append((float(p[0]), float(p[1])))
     return tuple(out)
 
 
-def points_array(points: Optional[tuple[Point, ...]], dtype=np.float32, n: int = 7) -> np.ndarray:
-    """``(N, 2)`` array of a record's points, NaN where a point is ``null`` (all NaN when absent)."""
+def points_array(points: Optional[tuple[Point, ...]], dtype=None, n: int = 7) -> np.ndarray:
+    """``(N, 2)`` array of a record's points (``dtype`` default float32), NaN where a point is ``null`` (all NaN
+    when absent)."""
+    import numpy as np
+
+    dtype = dtype or np.float32
     if points is None:
         return np.full((n, 2), np.nan, dtype=dtype)
     return np.array([[np.nan, np.nan] if p is None else p for p in points], dtype=dtype).reshape(-1, 2)
@@ -145,6 +151,18 @@ def _int(value) -> Optional[int]:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def entry_photo_id(entry: Mapping[str, Any]) -> Optional[int]:
+    """The photo id of a raw entry: its ``photo_id``, else parsed from ``photo_url``, ``page_url`` or
+    ``download_url`` (FDF's published entries have only ``photo_url``). Cheaper than a whole record,
+    for scanning every entry of a metainfo (the search index)."""
+    photo_id = _int(entry.get("photo_id"))
+    for key in ("photo_url", "page_url", "download_url"):
+        if photo_id is not None:
+            break
+        photo_id = photo_id_from_url(str(entry.get(key) or ""))
+    return photo_id
 
 
 @dataclass(frozen=True)
@@ -223,9 +241,7 @@ class FaceRecord:
             download_url = download_url or photo_url
             photo_url = page
         photo_url = photo_url or page
-        photo_id = _int(d.get("photo_id"))
-        if photo_id is None:
-            photo_id = photo_id_from_url(photo_url) or photo_id_from_url(download_url)
+        photo_id = entry_photo_id({"photo_url": photo_url, "download_url": download_url, "photo_id": d.get("photo_id")})
         if not photo_url and photo_id is not None and d.get("user_nsid"):
             photo_url = page_url(d["user_nsid"], photo_id)
         category = str(d.get("category") or "")

@@ -34,7 +34,8 @@ import numpy as np
 
 from .fetch import RateLimiter
 from .filters import Blocklist
-from .layout import LANDMARKS68, METAINFO, WORK_DIR, load_metainfo, split_dirs
+from .layout import LANDMARKS68, METAINFO, WORK_DIR, split_dirs
+from .metainfo import read_metainfo
 from .records import SkipReason
 from .search import (INDEX_SUFFIX, BadInput, Match, MetainfoIndex, entry_photo_id, file_stamp,  # noqa: F401 (API)
                      index_dataset, metainfo_files, photo_id_from_url, search)
@@ -110,7 +111,7 @@ def _metainfo_stamps(dataset: Path) -> dict:
 class RemovalPlan:
     dataset: Path
     drop: dict  # split -> sorted list of old image numbers to remove
-    entries: dict  # split -> {old number: entry} of the removed faces
+    entries: dict  # split -> {old number: FaceRecord} of the removed faces
     nsids: tuple = ()  # what was asked for: these go on the dataset's blocklist
     photo_ids: tuple = ()
     stamps: dict = field(default_factory=dict)  # the metainfo files the numbers refer to
@@ -128,7 +129,7 @@ def plan_removal(dataset: Path, *, nsids: Iterable[str] = (), photo_ids: Iterabl
     drop, entries = {}, {}
     for match in search(dataset, nsids=nsids, photo_ids=photo_ids):
         drop.setdefault(match.split, []).append(int(match.image))
-        entries.setdefault(match.split, {})[int(match.image)] = match.entry
+        entries.setdefault(match.split, {})[int(match.image)] = match.record
     return RemovalPlan(dataset, {k: sorted(v) for k, v in drop.items()}, entries, nsids, photo_ids, stamps)
 
 
@@ -170,8 +171,8 @@ def _remove_locked(plan: RemovalPlan, reason: str) -> dict:
         removal_id = uuid.uuid4().hex
         ledger = [
             {"removal": removal_id, "date": now, "reason": reason, "split": split, "old_image": old,
-             "new_image": None, "user_nsid": e.get("user_nsid"), "photo_id": entry_photo_id(e),
-             "photo_url": e.get("photo_url")}
+             "new_image": None, "user_nsid": e.user_nsid or None, "photo_id": e.photo_id,
+             "photo_url": e.photo_url or e.download_url or None}
             for split, faces in plan.entries.items() for old, e in sorted(faces.items())
         ]
         # the commit point: once the journal exists, recovery finishes the removal
@@ -194,7 +195,7 @@ _REWRITTEN = {"images", METAINFO, "landmarks.npy", "bounding_box.npy", LANDMARKS
 
 def _write_kept(directory: Path, staging: Path, gone: set[int]) -> dict:
     """Write ``directory`` without the faces numbered in ``gone`` into ``staging``; returns {old: new or None}."""
-    meta = load_metainfo(directory)
+    meta = read_metainfo(directory)
     landmarks = np.load(directory / "landmarks.npy")
     boxes = np.load(directory / "bounding_box.npy")
     keep = [i for i in range(len(meta)) if i not in gone]
@@ -305,11 +306,15 @@ class AuditReport:
 
     @property
     def dominant_failure(self) -> Optional[tuple[str, int]]:
-        """(answer, count) when most photos checked got the same non-evidence answer: the server is wrong."""
-        if not self.unknown:
-            return None
-        answer, count = Counter(self.unknown.values()).most_common(1)[0]
-        return (answer, count) if count * 2 > self.checked else None
+        """(answer, count) when most photos checked got the same failing answer: the server is wrong.
+
+        A non-evidence answer, or a bare 404/410: a mirror or path that is wrong answers that to every
+        photo, while Flickr redirects a removed photo's image to its placeholder (never doubted).
+        """
+        answers = Counter(self.unknown.values())
+        answers["HTTP 404/410"] = sum(why == SkipReason.HTTP_NOT_FOUND.value for why in self.gone.values())
+        answer, count = answers.most_common(1)[0]
+        return (answer, count) if count and count * 2 > self.checked else None
 
 
 def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float = 5.0, workers: int = 4,
@@ -321,10 +326,11 @@ def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float
     progress = progress or (lambda stage, n: None)
     urls = {}
     for _, directory in split_dirs(dataset):
-        for entry in load_metainfo(directory).values():
-            photo_id = entry_photo_id(entry)
-            if photo_id is not None and entry.get("photo_url"):
-                urls.setdefault(photo_id, entry["photo_url"])
+        for record in read_metainfo(directory).values():
+            # the image URL where there is one: Flickr answers a gone photo's with its placeholder redirect
+            url = record.download_url or record.photo_url
+            if record.photo_id is not None and url:
+                urls.setdefault(record.photo_id, url)
     limiter = RateLimiter(rate)  # one budget for the whole audit, whatever the hosts
 
     def check(item):

@@ -11,8 +11,9 @@ index is rebuilt, it never answers wrong. It lives beside the metainfo
 user's cache directory.
 
 Stdlib only (no numpy, cv2 or requests), so ``search_username.py`` starts fast.
-Both metainfo forms are read: ours, and FDF's published one (no ``photo_id``:
-it comes from ``photo_url``; missing fields are tolerated).
+Entries are read as :class:`~fdf_build.metainfo.FaceRecord`, so both metainfo
+forms work: ours, and FDF's published one (no ``photo_id``: it comes from
+``photo_url``; missing fields are tolerated).
 """
 
 from __future__ import annotations
@@ -26,43 +27,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
-from urllib.parse import urlsplit
 
 from .layout import METAINFO, split_dirs
+from .metainfo import CATEGORIES, FaceRecord, entry_photo_id, photo_id_from_url  # noqa: F401 (photo_id_from_url: API)
 
 INDEX_SUFFIX = ".index"
 INDEX_VERSION = 2
 
-_BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
-_STATIC = re.compile(r"/(\d+)_[0-9a-f]+(?:_[a-z0-9]+)?\.[a-z]+$", re.I)
-_PAGE = re.compile(r"/photos/[^/]+/(\d+)(?:/|$)")
 
 
 class BadInput(Exception):
     """Input that cannot be searched or changed (missing file, malformed JSON): one clear line for the user."""
-
-
-def photo_id_from_url(url: str) -> Optional[int]:
-    """The photo id in any Flickr URL of a photo: page URL, static URL of any size, or flic.kr short link."""
-    parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
-    host, path = parts.netloc.lower(), parts.path
-    if host.endswith("flic.kr"):
-        m = re.match(r"/p/([1-9a-zA-HJ-NP-Z]+)", path)
-        if not m:
-            return None
-        number = 0
-        for ch in m.group(1):
-            number = number * 58 + _BASE58.index(ch)
-        return number
-    m = _PAGE.search(path) if "flickr.com" in host and "staticflickr" not in host else _STATIC.search(path)
-    return int(m.group(1)) if m else None
-
-
-def entry_photo_id(entry: dict) -> Optional[int]:
-    """FDF256's own metainfo may lack ``photo_id``; its photo URL still names the photo."""
-    if entry.get("photo_id") is not None:
-        return int(entry["photo_id"])
-    return photo_id_from_url(entry.get("photo_url", "")) if entry.get("photo_url") else None
 
 
 def parse_ids(lines: Iterable[str]) -> tuple[set[str], set[int]]:
@@ -217,7 +192,7 @@ class MetainfoIndex:
         _fill(db, metainfo, stamp)
         return cls(metainfo, db, None)
 
-    def lookup(self, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[tuple[str, dict]]:
+    def lookup(self, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[tuple[str, FaceRecord]]:
         """(image number, entry) of every face of these owners or photos, in file order.
 
         Every entry read is checked against the query; if one does not match (the metainfo
@@ -234,20 +209,21 @@ class MetainfoIndex:
                 raise BadInput(f"{self.metainfo} changed while it was read; run again")
         return found
 
-    def _read(self, nsids: set[str], photo_ids: set[int]) -> Optional[list[tuple[str, dict]]]:
+    def _read(self, nsids: set[str], photo_ids: set[int]) -> Optional[list[tuple[str, FaceRecord]]]:
         rows = self.db.execute(LOOKUP, (json.dumps(sorted(nsids)), json.dumps(sorted(photo_ids)))).fetchall()
+        split = self.metainfo.parent.name if self.metainfo.parent.name in CATEGORIES else None
         out = []
         with open(self.metainfo, "rb") as f:
             for image, start, end in rows:
                 f.seek(start)
                 try:
                     entry = json.loads(f.read(end - start))
-                except ValueError:
+                    record = FaceRecord.from_json(image, entry, split=split)
+                except (ValueError, TypeError, AttributeError):
                     return None
-                if not isinstance(entry, dict) or (
-                        entry.get("user_nsid") not in nsids and entry_photo_id(entry) not in photo_ids):
+                if record.user_nsid not in nsids and record.photo_id not in photo_ids:
                     return None
-                out.append((image, entry))
+                out.append((image, record))
         return out
 
     def close(self) -> None:
@@ -286,10 +262,8 @@ def _fill(db: sqlite3.Connection, metainfo: Path, stamp: dict) -> None:
         for position, (key, start, end, entry) in enumerate(_top_level_entries(f)):
             if not isinstance(entry, dict):
                 raise ValueError(f"entry {key!r} is not an object")
-            url = _utf8(entry.get("photo_url"))
-            photo_id = entry.get("photo_id")
-            photo_id = int(photo_id) if photo_id is not None else (photo_id_from_url(url) if url else None)
-            yield position, _utf8(key), start, end, _utf8(entry.get("user_nsid")), photo_id
+            nsid = entry.get("user_nsid")
+            yield position, _utf8(key), start, end, _utf8(nsid) if nsid else None, entry_photo_id(entry)
 
     try:
         with open(metainfo, "rb") as f, db:
@@ -321,14 +295,20 @@ def metainfo_files(path: Path) -> list[tuple[str, Path]]:
 class Match:
     split: str
     image: str
-    entry: dict
+    record: FaceRecord
+
+    @property
+    def entry(self) -> dict:
+        """The face's metainfo entry as a dict (FDF's keys and ours)."""
+        return self.record.to_json()
 
     def to_dict(self) -> dict:
-        e = self.entry
+        r = self.record
         return {
             "split": self.split, "image": int(self.image) if self.image.isdigit() else self.image,
-            "user_nsid": e.get("user_nsid"), "photo_id": entry_photo_id(e), "photo_url": e.get("photo_url"),
-            "photo_title": e.get("photo_title"), "license": e.get("license"), "license_url": e.get("license_url"),
+            "user_nsid": r.user_nsid or None, "photo_id": r.photo_id, "photo_url": r.photo_url or None,
+            "download_url": r.download_url or None, "photo_title": r.photo_title, "license": r.license or None,
+            "license_url": r.license_url or None,
         }
 
 
@@ -345,7 +325,7 @@ def search(path: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = 
     for split, metainfo in metainfo_files(path):
         index = MetainfoIndex.open(metainfo)
         try:
-            matches += [Match(split, key, entry) for key, entry in index.lookup(nsids=nsids, photo_ids=photo_ids)]
+            matches += [Match(split, key, record) for key, record in index.lookup(nsids=nsids, photo_ids=photo_ids)]
         finally:
             index.close()
     return matches

@@ -20,6 +20,7 @@ from fdf_build.metadata import format_line
 from fdf_build.pipeline import run_build
 from fdf_build.filters import Blocklist
 from fdf_build.layout import load_metainfo, verify_dataset
+from fdf_build.metainfo import read_metainfo
 from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
 from fdf_build.fetch import RateLimiter
 from fdf_build.privacy import photo_id_from_url
@@ -175,7 +176,7 @@ def test_one_indexed_query_per_lookup(dataset):
     statements = []
     index.db.set_trace_callback(statements.append)
     found = index.lookup(nsids=["alice@N00", "bob@N01"], photo_ids=[synthetic_photo(3).photo_id])
-    assert {e["user_nsid"] for _, e in found} == {"alice@N00", "bob@N01", "carol@N02"}
+    assert {r.user_nsid for _, r in found} == {"alice@N00", "bob@N01", "carol@N02"}
     assert len(statements) == 1
     index.close()
 
@@ -300,7 +301,9 @@ def test_request_for_absent_user_still_blocklists(dataset):
 
 
 def photo_urls(dataset):
-    return {m["photo_id"]: m["photo_url"] for s in ("train", "val") for m in load_metainfo(dataset / s).values()}
+    """The URL audit checks per photo: the image's (its placeholder redirect is evidence), else the page's."""
+    return {r.photo_id: r.download_url or r.photo_url for s in ("train", "val")
+            for r in read_metainfo(dataset / s).values()}
 
 
 def photo_ids_in(dataset):
@@ -546,3 +549,90 @@ def test_blocklist_is_on_disk_before_the_ledger(dataset, monkeypatch):
     privacy.remove_faces(privacy.plan_removal(dataset, nsids=["dave@N03"]))
     names = [n for n in synced if n in (privacy.BLOCKLIST, privacy.LEDGER)]
     assert names == [privacy.BLOCKLIST, privacy.LEDGER]
+
+
+def test_audit_against_a_wrong_mirror_answering_404_to_everything_removes_nothing(dataset):
+    """404 is evidence for one photo; for most of them it says the mirror or its paths are wrong."""
+    before = dataset_bytes(dataset)
+    with LocalServer({}, max_seconds=60) as server:  # knows no photo at all
+        listed = audit_cli(server, dataset)
+        assert listed.exit_code == 0 and f"{len(photo_urls(dataset))} gone" in listed.output
+        result = audit_cli(server, dataset, "--apply")
+    assert result.exit_code == 2 and "answered HTTP 404/410: the server is wrong" in result.stderr
+    assert dataset_bytes(dataset) == before
+
+
+def test_audit_believes_placeholder_redirects_however_many(dataset):
+    paths = [urlsplit(u).path for u in photo_urls(dataset).values()]
+    routes = {p: Redirect(PLACEHOLDER_PATH) for p in paths}
+    routes[PLACEHOLDER_PATH] = b"png"
+    with LocalServer(routes, max_seconds=60) as server:
+        result = audit_cli(server, dataset, "--apply")
+    assert result.exit_code == 0, result.output
+    assert photo_ids_in(dataset) == set() and verify_dataset(dataset) == {"train": [], "val": []}
+
+
+FDF_KEYS = ("author", "bounding_box", "category", "date_crawled", "date_taken", "date_uploaded", "landmark",
+            "license", "license_url", "original_bounding_box", "original_landmark", "photo_title", "photo_url",
+            "yfcc100m_line_idx", "user_nsid")
+
+
+@pytest.fixture
+def published(dataset):
+    """The dataset with its metainfo in FDF's published schema: FDF's keys + user_nsid, some of them missing."""
+    for split in ("train", "val"):
+        meta = load_metainfo(dataset / split)
+        for n, entry in meta.items():
+            meta[n] = {k: v for k, v in entry.items() if k in FDF_KEYS}
+            if int(n) % 3 == 0:
+                del meta[n]["author"], meta[n]["date_taken"]
+            assert "/photos/" in meta[n]["photo_url"]  # FDF's photo_url is the photo's page
+        (dataset / split / "fdf_metainfo.json").write_text(json.dumps(meta))
+    return dataset
+
+
+def test_published_schema_in_search_remove_and_audit(published):
+    dataset = published
+    photo = synthetic_photo(3)  # carol's
+    static = f"https://live.staticflickr.com/65535/{photo.photo_id}_abcdef1234_b.jpg"
+    found = CliRunner().invoke(search_command, [str(dataset), "--photo-url", static, "--json"])
+    assert found.exit_code == 0, found.output
+    assert {m["photo_id"] for m in json.loads(found.stdout)} == {photo.photo_id}
+    old = {s: load_metainfo(dataset / s) for s in ("train", "val")}
+    result = CliRunner().invoke(cli, ["remove", str(dataset), "--photo-url", static, "--user-nsid", "dave@N03"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and not list(dataset.glob(".remove-*"))
+    assert owners_in(dataset) == {"alice@N00", "bob@N01", "erin@N04"}
+    assert verify_dataset(dataset) == {"train": [], "val": []}
+    renumbered = [s for s in ("train", "val") if (dataset / s / "renumbering.json").is_file()]
+    assert renumbered
+    for split in renumbered:
+        mapping = json.loads((dataset / split / "renumbering.json").read_text())
+        new = load_metainfo(dataset / split)
+        for old_key, new_key in mapping.items():
+            if new_key is not None:  # what a kept face had is kept
+                assert new[str(new_key)].items() >= old[split][old_key].items()
+    ledger = [json.loads(line) for line in (dataset / "removed.jsonl").read_text().splitlines()]
+    assert {r["photo_id"] for r in ledger if r["user_nsid"] == "carol@N02"} == {photo.photo_id}
+    pages = {r.photo_id: r.photo_url for s in ("train", "val") for r in read_metainfo(dataset / s).values()}
+    gone = min(pages)
+    routes = {urlsplit(u).path: b"<html>" for pid, u in pages.items() if pid != gone}
+    with LocalServer(routes, max_seconds=60) as server:
+        result = audit_cli(server, dataset, "--apply")
+    assert result.exit_code == 0, result.output
+    assert f"gone: photo {gone} (http_404)" in result.output
+    assert photo_ids_in(dataset) == set(pages) - {gone}
+
+
+def test_no_staging_left_by_a_failure_while_writing(dataset, monkeypatch):
+    def boom(*a, **k):
+        raise KeyError("photo_id")  # what the published schema once raised mid-removal
+
+    monkeypatch.setattr(privacy, "write_attributes", boom)
+    from fdf_build.attributes import annotate_split
+
+    annotate_split(dataset / "train")
+    before = dataset_bytes(dataset)
+    with pytest.raises(KeyError):
+        privacy.remove_faces(privacy.plan_removal(dataset, nsids=["alice@N00"]))
+    assert not list(dataset.glob(".remove-*")) and dataset_bytes(dataset) == before
