@@ -636,3 +636,25 @@ def test_no_staging_left_by_a_failure_while_writing(dataset, monkeypatch):
     with pytest.raises(KeyError):
         privacy.remove_faces(privacy.plan_removal(dataset, nsids=["alice@N00"]))
     assert not list(dataset.glob(".remove-*")) and dataset_bytes(dataset) == before
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_index_scan_finds_every_entry_whatever_the_window(tmp_path, chunk):
+    """The bounded-memory scan gives each entry's exact byte range, across windows, in UTF-8 and any spacing."""
+    import io
+
+    from fdf_build.search import _top_level_entries
+
+    entries = {str(i): {"user_nsid": f"{i}@N0{i % 3}", "photo_title": "Ærø – 東京 " * (i % 4), "n": [i, {"x": None}]}
+               for i in range(40)}
+    for indent in (None, 1, "\t"):
+        raw = json.dumps(entries, ensure_ascii=False, indent=indent).encode("utf-8")
+        seen = [(k, json.loads(raw[start:end]), v)
+                for k, start, end, v in _top_level_entries(io.BytesIO(raw), chunk=chunk)]
+        assert [k for k, _, _ in seen] == list(entries)
+        assert all(entry == entries[k] for k, entry, _ in seen)
+        assert all(v["user_nsid"] == entries[k]["user_nsid"] for k, _, v in seen)
+    for bad in (b'{"0": {"a": 1}', b'{"0": {"a": 1},}', b'[1, 2]', b'{"0" {"a": 1}}'):
+        with pytest.raises(ValueError):
+            list(_top_level_entries(io.BytesIO(bad), chunk=chunk))
+    assert list(_top_level_entries(io.BytesIO(b' { } '), chunk=chunk)) == []
