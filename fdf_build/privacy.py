@@ -34,7 +34,7 @@ import numpy as np
 
 from .fetch import RateLimiter
 from .filters import Blocklist
-from .layout import LANDMARKS68, METAINFO, WORK_DIR, split_dirs
+from .layout import LANDMARKS68, METAINFO, WORK_DIR, DatasetError, split_dirs
 from .metainfo import read_metainfo
 from .records import SkipReason
 from .search import (INDEX_SUFFIX, BadInput, Match, MetainfoIndex, entry_photo_id, file_stamp,  # noqa: F401 (API)
@@ -89,6 +89,14 @@ def dataset_lock(dataset: Path):
                 del _held[key]
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
+
+
+def _records(directory: Path) -> dict:
+    """A split's entries as FaceRecords; a metainfo that cannot be read is a DatasetError (one line, exit 2)."""
+    try:
+        return read_metainfo(directory)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{directory / METAINFO}: not a valid {METAINFO} ({e})") from None
 
 
 def removals(dataset: Path) -> Blocklist:
@@ -195,7 +203,7 @@ _REWRITTEN = {"images", METAINFO, "landmarks.npy", "bounding_box.npy", LANDMARKS
 
 def _write_kept(directory: Path, staging: Path, gone: set[int]) -> dict:
     """Write ``directory`` without the faces numbered in ``gone`` into ``staging``; returns {old: new or None}."""
-    meta = read_metainfo(directory)
+    meta = _records(directory)
     landmarks = np.load(directory / "landmarks.npy")
     boxes = np.load(directory / "bounding_box.npy")
     keep = [i for i in range(len(meta)) if i not in gone]
@@ -326,7 +334,7 @@ def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float
     progress = progress or (lambda stage, n: None)
     urls = {}
     for _, directory in split_dirs(dataset):
-        for record in read_metainfo(directory).values():
+        for record in _records(directory).values():
             # the image URL where there is one: Flickr answers a gone photo's with its placeholder redirect
             url = record.download_url or record.photo_url
             if record.photo_id is not None and url:
