@@ -430,7 +430,9 @@ def _split_commas(ctx, param, value):
               help="Seconds to connect and between bytes.")
 @click.option("--keep-archives", is_flag=True, help="Keep the zips after extracting them.")
 @click.option("--verify-only", is_flag=True, help="Download nothing: check archives and the extracted layout.")
-@click.option("--dry-run", is_flag=True, help="Print what would be downloaded from where, and sizes.")
+@click.option("--dry-run", is_flag=True,
+              help="Download nothing: print each file, where it would come from, and its size where the manifest "
+                   "or a HEAD request knows it ('size unknown' otherwise).")
 @click.option("--rehydrate", "rehydrate_after", is_flag=True,
               help="Download only the metadata, then recreate the images from Flickr (fdf-build rehydrate).")
 @click.option("--yfcc", type=click.Path(exists=True, dir_okay=False, path_type=str),
@@ -456,8 +458,7 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
     except ValueError as e:
         raise InputError(str(e)) from None
     try:
-        sizes = {f.name: f.size for f in files}
-        with Bars(sizes, default=Bars.BYTES) as progress:
+        with Bars({f.name: f.size for f in files}, default=Bars.BYTES) as progress:
             report = download_dataset(
                 target, manifest=files, base_url=base_url, mirrors=mirrors, licenses=licenses, workers=workers,
                 keep_archives=keep_archives, verify_only=verify_only, dry_run=dry_run, progress=progress,
@@ -466,25 +467,50 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     for f in report.files:
-        size = f" ({sizes[f.name]:,} bytes)" if sizes.get(f.name) else ""
+        size = f" ({f.size:,} bytes)" if f.size is not None else (" (size unknown)" if dry_run else "")
         click.echo(f"{f.name}{size}: {f.status}" + (f" - {f.detail}" if f.detail else ""))
+    if dry_run:
+        known = [f.size for f in report.files if f.size is not None]
+        unknown = len(report.files) - len(known)
+        click.echo(f"{len(report.files)} file(s), {sum(known):,} bytes"
+                   + (f" + {unknown} file(s) of unknown size" if unknown else ""))
+        return
     bad_layout = echo_problems(report.layout_problems)
     if report.failed or bad_layout:
         names = ", ".join(f.name for f in report.failed)
         only_images = names and all(f.name != "metainfo.zip" for f in report.failed)
         raise click.ClickException(
-            (f"failed: {names}. " if names else "") + (f"{bad_layout} layout problem(s). " if bad_layout else "")
-            + "Nothing unverified was kept under a final name; re-run to resume."
-            + (f" Or recreate the images from Flickr: python download_fdf256.py {target} --rehydrate "
-               "[--yfcc FILE] (same --manifest / --base-url)." if only_images else "")
+            (f"{len(report.failed)} of {len(report.files)} file(s) failed: {names}. " if names else "")
+            + (f"{bad_layout} layout problem(s). " if bad_layout else "")
+            + "Nothing unverified was kept under a final name. "
+            + (what_to_do(manifest, target, images_only=bool(only_images)) if report.failed else "Re-run to resume.")
         )
-    if dry_run:
-        return
     click.echo(f"{target}: OK ({', '.join(report.layout_problems)})")
     if rehydrate_after:
         _run_rehydrate(target, yfcc=yfcc, base_url=photos_from, timeout=timeout)
     elif not any(f.license for f in files):
         click.echo(f"metadata only: recreate the images with `fdf-build rehydrate {target}`")
+
+
+def what_to_do(manifest: Optional[Path], target: Path, *, images_only: bool) -> str:
+    """The way out after failed downloads: the manifest's own note, the other sources this command takes, and
+    rehydration when only image archives failed (the metadata is there to recreate them from)."""
+    from .download import manifest_note
+
+    note = manifest_note(manifest)
+    command = click.get_current_context().command_path
+    command = f"python {command}" if command.endswith(".py") else command
+    advice = [f"The manifest says: {note}"] if note else []
+    advice.append(f"Try: {command} {target} --base-url URL [--mirror URL2 ...]"
+                  + ("" if note else ", with a copy laid out as `fdf-build pack` writes it") + ".")
+    if images_only:
+        advice.append(f"Or recreate the images from Flickr: {command} {target} --rehydrate [--yfcc FILE] "
+                      "(same --manifest / --base-url).")
+    else:
+        advice.append("A metadata-only copy (fdf-build pack --metadata-only) is enough with --rehydrate, which "
+                      "recreates the images from Flickr.")
+    advice.append("A re-run resumes.")
+    return " ".join(advice)
 
 
 cli.add_command(download_command, name="download")

@@ -4,23 +4,30 @@ Each file of a manifest is streamed to ``<name>.part`` with its md5 computed on
 the way, resumed with an HTTP ``Range`` request after an interruption (and
 restarted when the server ignores ``Range``), retried with backoff on
 connection errors, timeouts, 5xx and 429, and renamed to its final name only
-after size and md5 match. A verified archive is extracted safely
-(:func:`~fdf_build.archive.safe_extract`), and a marker in
-``TARGET/.fdf_download/`` records it, so a re-run downloads nothing.
+after size and md5 match. A source that cannot be reached at all (its name does
+not resolve, it refuses the connection, TLS fails) is not retried: it is given
+up for the rest of the run, so an offline run fails in seconds, saying why.
+A verified archive is extracted safely (:func:`~fdf_build.archive.safe_extract`),
+and a marker in ``TARGET/.fdf_download/`` records it, so a re-run downloads
+nothing; a run that wrote nothing leaves no folder behind.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import socket
+import ssl
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
+from urllib.parse import urlsplit
 
 import requests
 
@@ -47,12 +54,24 @@ class ManifestFile:
     license_url: Optional[str] = None
 
 
+def _manifest_text(path: Optional[Path]) -> str:
+    if path is None:
+        return (resources.files("fdf_build") / "manifests" / "fdf256.json").read_text()
+    return Path(path).read_text()
+
+
+def manifest_note(path: Optional[Path] = None) -> str:
+    """The manifest's ``note`` (what its publisher says about its host), or ""."""
+    try:
+        note = json.loads(_manifest_text(path)).get("note", "")
+    except (ValueError, AttributeError):
+        return ""
+    return note if isinstance(note, str) else ""
+
+
 def load_manifest(path: Optional[Path] = None) -> list[ManifestFile]:
     """The packaged FDF256 manifest, or a ``manifest.json`` as ``fdf-build pack`` writes it."""
-    if path is None:
-        text = (resources.files("fdf_build") / "manifests" / "fdf256.json").read_text()
-    else:
-        text = Path(path).read_text()
+    text = _manifest_text(path)
     try:
         data = json.loads(text)
         files = [ManifestFile(**{k: v for k, v in f.items() if k in ManifestFile.__dataclass_fields__})
@@ -71,6 +90,50 @@ class DownloadFailed(AttemptFailed):
         self.reason, self.detail = reason, detail
 
 
+class SourceUnreachable(DownloadFailed):
+    """Connecting failed in a way no retry fixes soon; ``detail`` says how, in words."""
+
+
+def source_of(url: str) -> str:
+    """The host a URL is fetched from (``scheme://host[:port]``): what is given up when it cannot be reached."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _causes(exc: Optional[BaseException]) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests wraps urllib3's error in ``args[0]``, urllib3 the socket's in ``reason``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        reason = getattr(exc, "reason", None)
+        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        exc = reason if isinstance(reason, BaseException) else wrapped or exc.__cause__ or exc.__context__
+
+
+def unreachable_cause(exc: BaseException, timeout: float) -> Optional[str]:
+    """Why connecting failed, in words, when the source cannot be reached at all; None when a retry may help
+    (the server dropped the connection, a 5xx): those keep their retries."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"no answer to connect within {timeout:g} s"
+    for e in _causes(exc):
+        if isinstance(e, socket.gaierror):
+            return "name not resolved"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"TLS failure ({e.verify_message})"
+        if isinstance(e, ssl.SSLError):
+            return f"TLS failure ({e.reason or e})"
+        if isinstance(e, OSError) and e.errno == errno.ENETUNREACH:
+            return "network unreachable"
+        if isinstance(e, OSError) and e.errno == errno.EHOSTUNREACH:
+            return "no route to host"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS failure"
+    return None
+
+
 @dataclass
 class FileDownloader:
     """Streams one URL to a verified file; safe to share between threads."""
@@ -81,20 +144,53 @@ class FileDownloader:
     backoff: float = 1.0
     max_retry_after: float = 300.0
     sleep: Callable[[float], None] = time.sleep
+    #: source -> why it could not be reached; such a source is not tried again by this downloader
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     def download(self, urls: list[str], dest: Path, *, md5: str, size: Optional[int], progress: Progress) -> str:
         """Fetch ``dest`` from the first of ``urls`` that delivers the right bytes; returns the URL used."""
-        failures = []
+        failures: list[tuple[str, str]] = []  # (where, what went wrong)
         for url in urls:
+            source = source_of(url)
+            if source in self.unreachable:
+                failures.append((source, f"{self.unreachable[source]} (not tried again)"))
+                continue
             try:
                 with_retries(lambda: self._attempt(url, dest, md5=md5, size=size, progress=progress),
                              retries=self.retries, backoff=self.backoff, max_retry_after=self.max_retry_after,
                              sleep=self.sleep)
                 return url
+            except SourceUnreachable as e:
+                self.unreachable.setdefault(source, e.detail)
+                failures.append((source, e.detail))
             except DownloadFailed as e:
-                failures.append(f"{url}: {e}")
-                log.warning("%s from %s failed: %s", dest.name, url, e)
-        raise DownloadFailed("all sources failed", "; ".join(failures))
+                failures.append((url, str(e)))
+            log.debug("%s from %s: %s", dest.name, *failures[-1])  # the caller reports the file's failure, once
+        if len(failures) == 1:
+            raise DownloadFailed(*failures[0])
+        raise DownloadFailed(f"all {len(failures)} sources failed", "; ".join(f"{w}: {e}" for w, e in failures))
+
+    def content_length(self, urls: list[str]) -> tuple[Optional[int], str]:
+        """The size the first of ``urls`` to answer a HEAD request announces, or None and why not."""
+        failures = []
+        for url in urls:
+            source = source_of(url)
+            if source in self.unreachable:
+                failures.append(f"{source}: {self.unreachable[source]}")
+                continue
+            try:
+                r = self.session.head(url, allow_redirects=True, timeout=self.timeout)
+            except requests.RequestException as e:
+                cause = unreachable_cause(e, self.timeout)
+                if cause is not None:
+                    self.unreachable.setdefault(source, cause)
+                failures.append(f"{source}: {cause or type(e).__name__}")
+                continue
+            length = r.headers.get("Content-Length", "")
+            if r.status_code == 200 and length.isdigit():
+                return int(length), url
+            failures.append(f"{url}: HTTP {r.status_code}" if r.status_code != 200 else f"{url}: no Content-Length")
+        return None, "; ".join(failures)
 
     def _attempt(self, url, dest: Path, *, md5, size, progress) -> None:
         part = dest.with_name(dest.name + ".part")
@@ -105,7 +201,7 @@ class FileDownloader:
             offset = 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
-            with self.session.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+            with self._get(url, headers) as r:
                 if r.status_code == 416 and offset:
                     pass  # nothing left to send: the part may already be whole; verify below
                 elif r.status_code in (200, 206):
@@ -130,6 +226,16 @@ class FileDownloader:
             reason, detail = request_failure(e)
             raise DownloadFailed(reason.value, detail, retryable=reason in RETRYABLE) from None
         return self._finish(part, dest, md5_file(part), md5=md5, size=size)
+
+    def _get(self, url: str, headers: dict) -> requests.Response:
+        """``session.get``, telling a source that cannot be reached at all from a failure worth retrying."""
+        try:
+            return self.session.get(url, headers=headers, stream=True, timeout=self.timeout)
+        except requests.RequestException as e:
+            cause = unreachable_cause(e, self.timeout)
+            if cause is None:
+                raise
+            raise SourceUnreachable(source_of(url), cause) from None
 
     @staticmethod
     def _finish(part: Path, dest: Path, got_md5: str, *, md5: str, size: Optional[int]) -> None:
@@ -168,6 +274,8 @@ class FileOutcome:
     name: str
     status: str  # "downloaded", "verified", "extracted-before", "planned", "failed"
     detail: str = ""
+    #: bytes, from the manifest or (dry run) a HEAD request; None when neither tells
+    size: Optional[int] = None
 
 
 @dataclass
@@ -216,6 +324,7 @@ def download_dataset(
         sources(f, base_url=base_url, mirrors=mirrors)  # fail on a relative URL before any work
     state = target / STATE_DIR
     report = DownloadReport()
+    created = [d for d in (state, *state.parents) if not d.exists()]  # deepest first
     if not dry_run:
         state.mkdir(parents=True, exist_ok=True)
     downloader = downloader or FileDownloader(make_session(workers))
@@ -224,14 +333,20 @@ def download_dataset(
         marker = state / f"{f.name}.json"
         archive = target / f.name
         if marker.is_file() and json.loads(marker.read_text()).get("md5") == f.md5:
-            return FileOutcome(f.name, "extracted-before")
+            return FileOutcome(f.name, "extracted-before", size=f.size)
         if dry_run or verify_only:
             have = archive.is_file() and md5_file(archive) == f.md5
             status = "verified" if have else ("planned" if dry_run else "failed")
-            detail = "" if have else ", ".join(sources(f, base_url=base_url, mirrors=mirrors))
+            urls = sources(f, base_url=base_url, mirrors=mirrors)
+            detail = "" if have else ", ".join(urls)
             if verify_only and not have:
                 detail = "not downloaded" if not archive.exists() else "md5 mismatch"
-            return FileOutcome(f.name, status, detail)
+            size = archive.stat().st_size if have else f.size
+            if size is None and dry_run:
+                size, answer = downloader.content_length(urls)
+                if size is None:
+                    detail += f" (HEAD: {answer})"
+            return FileOutcome(f.name, status, detail, size)
         try:
             if archive.is_file() and md5_file(archive) == f.md5:
                 status, detail = "verified", "already downloaded"
@@ -241,18 +356,26 @@ def download_dataset(
                     sources(f, base_url=base_url, mirrors=mirrors), archive, md5=f.md5, size=f.size, progress=progress
                 )
                 status, detail = "downloaded", used
+            size = archive.stat().st_size
             count = safe_extract(archive, target)
         except DownloadFailed as e:
-            return FileOutcome(f.name, "failed", str(e))
+            return FileOutcome(f.name, "failed", str(e), f.size)
         except (UnsafeArchive, zipfile.BadZipFile, OSError) as e:
-            return FileOutcome(f.name, "failed", f"{type(e).__name__}: {e}")
+            return FileOutcome(f.name, "failed", f"{type(e).__name__}: {e}", f.size)
         write_json(marker, {"md5": f.md5, "files": count})
         if not keep_archives:
             archive.unlink()
-        return FileOutcome(f.name, status, detail)
+        return FileOutcome(f.name, status, detail, size)
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        report.files = list(pool.map(one, files))
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            report.files = list(pool.map(one, files))
+    finally:
+        for d in created:  # only folders this run made and left empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
     if not dry_run and not report.failed:
         images = [f.license_url for f in files if f.license_url]
         # a metadata-only mirror has no image archives: its images come from `fdf-build rehydrate`

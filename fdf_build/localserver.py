@@ -1,7 +1,7 @@
 """A small HTTP server on 127.0.0.1 for the demo, the tests and the benchmarks, with injectable faults.
 
 It serves in-memory bodies under any paths (Flickr-style ones for the demo),
-answers HTTP Range requests, and can misbehave on purpose, per path and in
+answers HTTP Range and HEAD requests, and can misbehave on purpose, per path and in
 order: drop the connection, answer 5xx, 429 with ``Retry-After``, stall, send
 a truncated body, or redirect to Flickr's "photo unavailable" placeholder.
 It binds to loopback only, on a free port, handles a bounded number of
@@ -141,7 +141,7 @@ def _handler_for(server: LocalServer):
                 return self._send(body.status, b"", {"Location": body.location})
             if fault is not None and fault.kind == "short":
                 body = body[: len(body) // 2]
-            if fault is not None and fault.kind in ("cut", "pause"):
+            if fault is not None and fault.kind in ("cut", "pause") and self.command == "GET":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -154,6 +154,9 @@ def _handler_for(server: LocalServer):
                     self.close_connection = True
                 return
             self._send_range_or_body(body)
+
+        def do_HEAD(self):  # noqa: N802 - what GET would answer, headers only (body faults do not apply)
+            self.do_GET()
 
         def _send_range_or_body(self, body: bytes) -> None:
             header = self.headers.get("Range", "")
@@ -175,6 +178,7 @@ def _handler_for(server: LocalServer):
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
     return Handler
