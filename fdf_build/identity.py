@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Mapping, Union
 
 from .filters import Blocklist
 
@@ -49,9 +49,8 @@ def blocklist_entries(blocklist: Blocklist) -> dict:
     return {"nsids": sorted(blocklist.nsids), "photo_ids": sorted(blocklist.photo_ids)}
 
 
-def blocklist_from_entries(entries: Optional[Mapping]) -> Blocklist:
-    entries = entries or {}
-    return Blocklist(frozenset(entries.get("nsids", ())), frozenset(entries.get("photo_ids", ())))
+def blocklist_from_entries(entries: Mapping) -> Blocklist:
+    return Blocklist(frozenset(entries["nsids"]), frozenset(entries["photo_ids"]))
 
 
 def build_identity(settings: dict, metadata: Union[str, Path], blocklist: Blocklist,
@@ -68,19 +67,19 @@ def build_identity(settings: dict, metadata: Union[str, Path], blocklist: Blockl
 def differences(then: Mapping, now: Mapping) -> list[str]:
     """What differs between the identity a build started with and this run's, in words; empty: may resume."""
     found = []
-    settings_then, settings_now = then.get("settings", {}), now["settings"]
+    settings_then, settings_now = then["settings"], now["settings"]
     for key in sorted(set(settings_then) | set(settings_now)):
         if settings_then.get(key) != settings_now.get(key):
             found.append(f"{key} was {_show(settings_then.get(key))}, now {_show(settings_now.get(key))}")
-    meta_then, meta_now = then.get("metadata", {}), now["metadata"]
-    if (meta_then.get("name") == STDIN) != (meta_now.get("name") == STDIN) or (
-            meta_now.get("name") != STDIN and not same_file(meta_then, meta_now)):
+    meta_then, meta_now = then["metadata"], now["metadata"]
+    if (meta_then["name"] == STDIN) != (meta_now["name"] == STDIN) or (
+            meta_now["name"] != STDIN and not same_file(meta_then, meta_now)):
         found.append(f"the metadata file is another one: {_describe(meta_then)} then, {_describe(meta_now)} now")
-    removed = _removed_entries(then.get("blocklist"), now["blocklist"])
+    removed = _removed_entries(then["blocklist"], now["blocklist"])
     if removed:
         found.append(f"{len(removed)} entr{'y was' if len(removed) == 1 else 'ies were'} removed from the blocklist "
                      f"({', '.join(removed[:3])}{', ...' if len(removed) > 3 else ''})")
-    weights_then, weights_now = then.get("weights", {}), now["weights"]
+    weights_then, weights_now = then["weights"], now["weights"]
     for model in sorted(set(weights_then) | set(weights_now)):
         if model in weights_then and model in weights_now and not same_file(weights_then[model], weights_now[model]):
             found.append(f"the {model} weights are another file: {_describe(weights_then[model])} then, "
@@ -88,22 +87,19 @@ def differences(then: Mapping, now: Mapping) -> list[str]:
     return found
 
 
-def _removed_entries(then: Optional[Mapping], now: Mapping) -> list[str]:
-    then = then or {}
-    nsids = sorted(set(then.get("nsids", ())) - set(now["nsids"]))
-    photos = sorted(set(then.get("photo_ids", ())) - set(now["photo_ids"]))
+def _removed_entries(then: Mapping, now: Mapping) -> list[str]:
+    nsids = sorted(set(then["nsids"]) - set(now["nsids"]))
+    photos = sorted(set(then["photo_ids"]) - set(now["photo_ids"]))
     return nsids + [str(p) for p in photos]
 
 
 def _describe(identity: Mapping) -> str:
-    if identity.get("name") == STDIN:
+    if identity["name"] == STDIN:
         return "standard input"
-    if "size" not in identity:
-        return "not recorded"
     return f"{identity['name']} ({identity['size']:,} bytes, head {identity['head'][:8]}, tail {identity['tail'][:8]})"
 
 
 def _show(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value)) or "none"
+    if isinstance(value, list):  # licenses
+        return ",".join(value)
     return "unset" if value is None else str(value)

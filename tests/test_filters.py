@@ -91,3 +91,29 @@ def test_blocklist_file(tmp_path):
     assert elig(synthetic_photo(1, nsid="12345@N00")) is SkipReason.BLOCKLISTED
     assert elig(synthetic_photo(7)) is SkipReason.BLOCKLISTED
     assert elig(synthetic_photo(8)) is None
+
+
+def test_face_size_filter_needs_both_sides_and_keeps_the_boundary():
+    import numpy as np
+
+    from fdf_build.filters import face_large_enough
+    from fdf_build.records import Face
+
+    def face(w, h):
+        return Face(box=np.array([10, 20, 10 + w, 20 + h], np.float32), score=0.9,
+                    keypoints=np.full((7, 2), np.nan, np.float32))
+
+    assert face_large_enough(face(64, 64), 64) and face_large_enough(face(200, 64), 64)
+    assert not face_large_enough(face(63.9, 100), 64) and not face_large_enough(face(100, 63.9), 64)
+
+
+def test_eligibility_from_options_reads_both(tmp_path):
+    (tmp_path / "b.txt").write_text("x@N00  # asked\n123 # a photo # with two hashes\n\n", encoding="utf-8")
+    elig = Eligibility.from_options(("by",), tmp_path / "b.txt")
+    assert elig(synthetic_photo(1, nsid="x@N00", license="by")) is SkipReason.BLOCKLISTED
+    assert elig(synthetic_photo(1, nsid="y@N00", license="by-sa")) is SkipReason.LICENSE_NOT_ALLOWED
+    assert elig(synthetic_photo(1, nsid="y@N00", license="by")) is None
+    assert len(elig.blocklist) == 2 and elig.blocklist.photo_ids == {123}
+    assert Eligibility.from_options(("by",), None).blocklist == Blocklist()
+    (tmp_path / "u.txt").write_bytes("münchen@N00\n".encode("utf-8"))
+    assert Blocklist.from_file(tmp_path / "u.txt").nsids == {"münchen@N00"}

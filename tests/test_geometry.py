@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fdf_build.geometry import CropTransform, crop, square_around
+from fdf_build.geometry import CropTransform, Fitted, box_iou, crop, square_around
 
 from .conftest import DEMO_DATA, load_rgb
 
@@ -70,3 +70,53 @@ def test_real_photo_face_lands_centred_with_expand_two():
     out = crop(image, wide)
     assert wide.y0 == -54 and not out[: int(54 * wide.scale) - 1].any()
     assert out[int(54 * wide.scale) + 2 :].mean() > 30
+
+
+def test_box_iou_hand_worked():
+    assert box_iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
+    assert box_iou([0, 0, 10, 10], [2, 3, 6, 8]) == pytest.approx(20 / 100)  # one inside the other
+    assert box_iou([0, 0, 10, 10], [5, 5, 15, 20]) == pytest.approx(25 / (100 + 150 - 25))
+    assert box_iou([0, 0, 10, 10], [10, 0, 20, 10]) == 0.0  # touching
+    assert box_iou([0, 0, 10, 10], [12, 12, 20, 20]) == 0.0  # apart in x and y
+    assert box_iou([0, 0, 10, 10], [0, 12, 10, 20]) == 0.0  # apart in y only
+    assert box_iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0  # empty boxes: no union
+    assert isinstance(box_iou(np.array([0, 0, 10, 10]), np.array([5, 0, 15, 10])), float)
+
+
+def test_fitted_shrinks_the_long_side_and_maps_points_back():
+    image = np.zeros((300, 600, 3), np.uint8)
+    image[:, 300:] = 200
+    fitted = Fitted.of(image, 150)
+    assert fitted.image.shape == (75, 150, 3) and fitted.image.flags.c_contiguous
+    np.testing.assert_allclose(fitted.scale, [0.25, 0.25])
+    assert fitted.image[:, :74].max() == 0 and fitted.image[:, 76:].min() == 200  # area-averaged, not shifted
+    np.testing.assert_allclose(fitted.to_original(np.array([[150.0, 75.0], [10.0, 5.0]])), [[600, 300], [40, 20]])
+    same = Fitted.of(image, 600)  # never enlarged, never copied at another size
+    assert same.image.shape == image.shape and np.array_equal(same.image, image)
+    np.testing.assert_array_equal(same.scale, [1, 1])
+    assert same.scale.dtype == np.float32
+    thin = Fitted.of(np.zeros((1, 1000, 3), np.uint8), 100)  # a side never rounds to 0
+    assert thin.image.shape == (1, 100, 3)
+    np.testing.assert_allclose(thin.scale, [0.1, 1.0])
+    tall = Fitted.of(np.zeros((400, 200, 3), np.uint8), 100)
+    assert tall.image.shape == (100, 50, 3)
+
+
+def test_crop_pads_above_and_left_with_zeros():
+    image = np.full((50, 60, 3), 7, np.uint8)
+    out = crop(image, CropTransform(x0=-5, y0=-3, side=20, out_size=20))
+    assert out.dtype == np.uint8 and (out[:3] == 0).all() and (out[:, :5] == 0).all() and (out[3:, 5:] == 7).all()
+    assert (crop(image, CropTransform(x0=100, y0=0, side=10, out_size=10)) == 0).all()  # wholly outside
+    assert (crop(image, CropTransform(x0=0, y0=100, side=10, out_size=10)) == 0).all()
+
+
+def test_crop_shrinks_by_area_and_enlarges_bicubically():
+    checker = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, 2)
+    small = crop(checker, CropTransform(0, 0, 64, 32))
+    assert np.abs(small.astype(int) - 127.5).max() <= 1  # area: each output pixel averages 2 x 2 inputs
+    step = np.zeros((4, 4, 3), np.uint8)
+    step[:, 2:] = 255
+    big = crop(step, CropTransform(0, 0, 4, 16))
+    assert big.min() == 0 and big.max() == 255 and len(np.unique(big)) > 4  # cubic: smooth ramp, not nearest
+    assert (big[:, 7].astype(int) < big[:, 8].astype(int)).all()

@@ -7,7 +7,8 @@ import pytest
 
 from fdf_build.config import BuildConfig
 from fdf_build.filters import Blocklist
-from fdf_build.identity import EDGE, blocklist_entries, build_identity, differences, file_identity, same_file
+from fdf_build.identity import (EDGE, blocklist_entries, blocklist_from_entries, build_identity, differences,
+                                file_identity, same_file)
 
 # sha256 of b"abc" (FIPS 180-2, appendix B.1) and of b"" : written down, not computed by the code under test
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -139,3 +140,24 @@ def test_standard_input_is_not_a_file(tmp_path):
 def test_blocklist_entries_are_sorted_and_typed():
     entries = blocklist_entries(Blocklist.from_lines(["b@N00", "10", "a@N00", "9"]))
     assert entries == {"nsids": ["a@N00", "b@N00"], "photo_ids": [9, 10]}
+
+
+def test_blocklist_entries_round_trip():
+    blocklist = Blocklist.from_lines(["b@N00", "10", "a@N00"])
+    assert blocklist_from_entries(blocklist_entries(blocklist)) == blocklist
+    assert blocklist_from_entries({"nsids": [], "photo_ids": []}) == Blocklist()
+
+
+def test_messages_name_values_and_short_hashes(tmp_path):
+    three = identity_of(tmp_path, blocklist=["1@N00", "2@N00", "3@N00"])
+    assert differences(three, identity_of(tmp_path)) == ["3 entries were removed from the blocklist (1@N00, 2@N00, 3@N00)"]
+    assert differences(identity_of(tmp_path), identity_of(tmp_path, limit=5)) == ["limit was unset, now 5"]
+    (found,) = differences(identity_of(tmp_path), identity_of(tmp_path, content=b"abc"))
+    assert found.endswith(f"meta-{hashlib.sha256(b'abc').hexdigest()[:6]}.tsv (3 bytes, head {SHA256_ABC[:8]}, "
+                          f"tail {SHA256_ABC[:8]}) now")
+
+
+def test_a_setting_only_one_side_has_is_a_difference(tmp_path):
+    then, now = identity_of(tmp_path), identity_of(tmp_path)
+    now["settings"]["new_setting"] = 1
+    assert differences(then, now) == ["new_setting was unset, now 1"]

@@ -88,6 +88,22 @@ def test_malformed_lines_say_why(mutate, reason):
     result = metadata.parse_line(line, 99)
     assert isinstance(result, Malformed)
     assert reason in result.reason
+    assert result.line_number == 100  # 1-based, as an editor shows it
+
+
+def test_malformed_reasons_quote_the_offending_field():
+    cols = REAL_LINE.split("\t")
+    assert metadata.parse_line("\t".join(["x7"] + cols[1:]), 0).reason == "non-numeric line number 'x7'"
+    assert metadata.parse_line("\t".join(cols[:1] + ["12ab"] + cols[2:]), 0).reason == "non-numeric photo id '12ab'"
+    assert metadata.parse_line("\t".join(cols[:-1] + ["2"]), 0).reason == "marker must be 0 or 1, got '2'"
+    assert metadata.parse_line("\t".join(cols[:-1] + ["1"]) + "\r\n", 0).is_video
+    assert not metadata.parse_line("\t".join(cols[:-1] + ["0"]) + "\n", 0).is_video
+
+
+def test_read_photos_numbers_lines_from_one():
+    lines = [REAL_LINE + "\n", "broken\n"]
+    photo, broken = metadata.read_photos(lines)
+    assert isinstance(photo, Photo) and broken.line_number == 2
 
 
 def test_photo_hash_rule_is_unpadded_hex():
