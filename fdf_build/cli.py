@@ -242,7 +242,9 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
 @click.option("--ray-address", help="Ray cluster to join (default: start a local Ray).")
 @click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
               help="Retries allowed in the whole run, so a host that is down fails fast.")
-def build(file: str, **options) -> None:
+@click.option("--attributes", "with_attributes", is_flag=True,
+              help="Then write every face's FFHQ-Features attributes, as `fdf-build attributes OUT` does.")
+def build(file: str, with_attributes: bool, **options) -> None:
     """Build an FDF256-style dataset from a YFCC100M metadata FILE.
 
     Streams eligible photos, fetches them, detects faces and 7 keypoints,
@@ -256,6 +258,8 @@ def build(file: str, **options) -> None:
     if file != "-" and not Path(file).is_file():
         raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
     _run_and_report(lambda progress: _build(file, progress, options), options["out"])
+    if with_attributes:
+        annotate_dataset(options["out"])
 
 
 def _build(file, progress, options):
@@ -322,7 +326,10 @@ def demo(out: Path, **options) -> None:
 @click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True)
 @reference_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
-def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: bool, **reference) -> None:
+@click.option("--attributes", "with_attributes", is_flag=True,
+              help="Add each face's faceRectangle and faceAttributes, computed on the crop a build would cut.")
+def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: bool, with_attributes: bool,
+           **reference) -> None:
     """Detect faces and the 7 FDF keypoints in local IMAGES (all faces, before the size filter).
 
     Boxes and keypoints are in original pixels; keypoints are nose, left eye,
@@ -340,6 +347,10 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
         face_detector, keypoint_model = make_models(config)
     except (BuildError, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    if with_attributes:
+        from .attributes import AttributeModels, photo_attributes
+
+        attribute_models = AttributeModels()
     failed = 0
     for path in images:
         image = decode_image(path.read_bytes())
@@ -351,6 +362,10 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
         if keypoint_model is not None:
             faces = keypoint_model(image, faces)
         record = detection_record(str(path), image, faces)
+        if with_attributes:
+            for face, extra in zip(record["faces"], photo_attributes(image, faces, attribute_models,
+                                                                      expand=config.expand, size=config.size)):
+                face.update(extra)
         if as_json:
             click.echo(json.dumps(record))
         else:
@@ -359,8 +374,18 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
                 found = sum(p is not None for p in f["keypoints"])
                 extra = ", 68 landmarks" if "landmarks68" in f else ""
                 click.echo(f"  box {f['box']} score {f['score']:.3f}, {found}/7 keypoints{extra}")
+                if "faceAttributes" in f:
+                    click.echo(f"    {_attribute_line(f['faceAttributes'])}")
     if failed:
         raise click.ClickException(f"{failed} of {len(images)} image(s) could not be decoded")
+
+
+def _attribute_line(a: dict) -> str:
+    parts = [f"{a['gender']}, age {a['age']:.0f}" if "gender" in a else "",
+             f"smile {a['smile']:.2f}, {max(a['emotion'], key=a['emotion'].get)}" if "emotion" in a else "",
+             "yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}".format(**a["headPose"]) if "headPose" in a else "",
+             f"blur {a['blur']['blurLevel']}, {a['exposure']['exposureLevel']}, noise {a['noise']['noiseLevel']}"]
+    return "; ".join(p for p in parts if p)
 
 
 def echo_problems(problems: dict) -> int:
@@ -750,25 +775,29 @@ def download_main() -> None:
 @cli.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--attribute-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="ONNX model for smile, age, gender, emotion... (see README); without it those fields are left out.")
+              help="Your own ONNX model for more fields (glasses, facialHair, makeup...; see README).")
 def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
     """Write per-face attributes in the FFHQ-Features schema: DATASET/<split>/attributes/<n>.json and attributes.jsonl.
 
-    faceRectangle, headPose, blur, exposure and noise are computed for every
-    face; model-based fields only with --attribute-model.
+    gender, age, smile, emotion, headPose, blur, exposure and noise come from
+    the offline models inside the package, for every face.
     """
-    from .attributes import OnnxAttributeModel, annotate_split
+    annotate_dataset(dataset, attribute_model)
+
+
+def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> None:
+    from .attributes import AttributeModels, OnnxAttributeModel, annotate_split
     from .layout import load_array, split_dirs
 
     splits = split_dirs(dataset)
     if not splits:
         raise click.ClickException(f"{dataset}: no train/ or val/ with fdf_metainfo.json")
-    model = OnnxAttributeModel(attribute_model) if attribute_model else None
+    models = AttributeModels(user_model=OnnxAttributeModel(attribute_model) if attribute_model else None)
     # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
     totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
-    with Bars(totals) as bars:
-        counts = {split: annotate_split(directory, model=model, progress=bars) for split, directory in splits}
-    click.echo(", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))
+    with Bars(totals, default=dict(unit="face")) as bars:  # an unreadable dataset is a DatasetError: one line, exit 2
+        counts = {split: annotate_split(directory, models, progress=bars) for split, directory in splits}
+    click.echo("attributes: " + ", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))
 
 
 @cli.command()

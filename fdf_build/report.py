@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .layout import load_array, load_metainfo, read_image, split_dirs
+from .attributes import read_records
+from .layout import load_array, read_image, split_dirs
 from .writer import atomic_write, encode_png
 
 _COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
@@ -40,7 +41,7 @@ def _load(root: Path) -> dict:
             attributes = [json.loads(line) for line in (directory / "attributes.jsonl").read_text().splitlines()]
         data[split] = {
             "dir": directory,
-            "meta": load_metainfo(directory),
+            "meta": read_records(directory),
             "landmarks": load_array(directory, "landmarks.npy"),
             "attributes": attributes,
         }
@@ -67,8 +68,41 @@ def _sample_grid(data: dict, out: Path, per_row: int = 6, rows: int = 2) -> str:
     return "samples.png"
 
 
+def _attribute_figures(plt, attributes: list[dict], out: Path) -> list[tuple[str, str]]:
+    """Age histogram, gender share, top-emotion share and smile histogram, for the fields ``attributes`` wrote."""
+    figures = []
+    ages = [a["age"] for a in attributes if "age" in a]
+    if ages:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(ages, bins=range(0, 101, 5))
+        ax.set_xlabel("estimated age (years)")
+        ax.set_ylabel("faces")
+        ax.set_title("Age")
+        figures.append(("Age", _save(fig, out / "age.png")))
+    shares = (("Gender", "gender", lambda a: a["gender"]),
+              ("Emotion (most likely)", "emotion", lambda a: max(a["emotion"], key=a["emotion"].get)))
+    for title, key, value in shares:
+        counts = Counter(value(a) for a in attributes if key in a)
+        if counts:
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            ax.bar(list(counts), list(counts.values()))
+            ax.set_ylabel("faces")
+            ax.set_title(title)
+            ax.tick_params(axis="x", labelrotation=30)
+            figures.append((title, _save(fig, out / f"{key}.png")))
+    smiles = [a["smile"] for a in attributes if "smile" in a]
+    if smiles:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.hist(smiles, bins=20, range=(0, 1))
+        ax.set_xlabel("smile (0-1)")
+        ax.set_ylabel("faces")
+        ax.set_title("Smile")
+        figures.append(("Smile", _save(fig, out / "smile.png")))
+    return figures
+
+
 def make_report(root: Path, out: Path) -> Path:
-    """Write ``out/index.html`` and its PNGs; returns the HTML path."""
+    """Write ``out/index.html`` and its PNGs; returns the HTML path. Attribute plots appear once ``attributes`` ran."""
     root, out = Path(root), Path(out)
     data = _load(root)
     if not data:
@@ -79,7 +113,7 @@ def make_report(root: Path, out: Path) -> Path:
     figures = []
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    licenses = Counter(m.get("license", "?") for m in metas)
+    licenses = Counter(m.license or "?" for m in metas)
     ax.barh(list(licenses), list(licenses.values()))
     ax.set_xlabel("faces")
     ax.set_title("License mix")
@@ -92,7 +126,7 @@ def make_report(root: Path, out: Path) -> Path:
     figures.append(("Train / validation share", _save(fig, out / "splits.png")))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    sizes = [max(b[2] - b[0], b[3] - b[1]) for m in metas if (b := m.get("original_bounding_box"))]
+    sizes = [max(b[2] - b[0], b[3] - b[1]) for m in metas if (b := m.original_bounding_box)]
     ax.hist(sizes, bins=min(50, max(5, len(sizes) // 5)))
     ax.set_xlabel("face size in the original photo (px, max of width and height)")
     ax.set_ylabel("faces")
@@ -100,7 +134,7 @@ def make_report(root: Path, out: Path) -> Path:
     figures.append(("Original face size", _save(fig, out / "face_sizes.png")))
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    per_photo = Counter(m.get("photo_id", m.get("photo_url")) for m in metas)
+    per_photo = Counter(m.photo_id or m.photo_url for m in metas)
     counts = Counter(per_photo.values())
     ax.bar(list(counts), list(counts.values()))
     ax.set_xlabel("faces per photo")
@@ -121,8 +155,9 @@ def make_report(root: Path, out: Path) -> Path:
     ax.set_title("Keypoints on the 256 x 256 crop")
     figures.append(("Keypoint heatmap", _save(fig, out / "keypoints.png")))
 
-    poses = [a["faceAttributes"]["headPose"] for s in data.values() for a in s["attributes"]
-             if "headPose" in a.get("faceAttributes", {})]
+    attributes = [a.get("faceAttributes", {}) for s in data.values() for a in s["attributes"]]
+    figures += _attribute_figures(plt, attributes, out)
+    poses = [a["headPose"] for a in attributes if "headPose" in a]
     if poses:
         fig, axes = plt.subplots(1, 3, figsize=(9, 3))
         for ax, angle in zip(axes, ("yaw", "pitch", "roll")):

@@ -7,65 +7,124 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.attributes import OnnxAttributeModel, blur, exposure, head_pose, noise
+from fdf_build.attributes import AttributeModels, OnnxAttributeModel, image_quality, photo_attributes
 from fdf_build.cli import cli
+from fdf_build.config import DEFAULT_EXPAND
+from fdf_build.face_models import EMOTIONS
 from fdf_build.data import FDF256Dataset
 from fdf_build.layout import load_metainfo
+
+from fdf_build.geometry import crop, square_around
+from fdf_build.records import FaceCrop
+from fdf_build.synthetic import synthetic_photo
+from fdf_build.writer import ShardWriter, merge_shards
 
 from .conftest import DEMO_DATA, load_rgb
 from .datasets import make_dataset
 
 
+ATTRIBUTES = Path(__file__).parent / "data" / "attributes"
+
+
 @pytest.fixture(scope="module")
-def face_gray():
-    """The face region of a real, sharp, well-lit portrait."""
-    image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[46:220, 136:265].astype(np.float64)
+def models():
+    return AttributeModels()
 
 
-def test_blurred_copy_scores_blurrier(face_gray):
-    sharp, soft = blur(face_gray), blur(cv2.GaussianBlur(face_gray, (0, 0), 3))
+@pytest.fixture(scope="module")
+def portrait():
+    """A real, sharp, well-lit portrait and its face box."""
+    return load_rgb(DEMO_DATA / "codait_luciano.jpg"), np.array([136, 46, 265, 220], dtype=np.float64)
+
+
+def test_blurred_copy_scores_blurrier(portrait):
+    image, box = portrait
+    sharp, soft = image_quality(image, box)["blur"], image_quality(cv2.GaussianBlur(image, (0, 0), 3), box)["blur"]
     assert soft["value"] > sharp["value"] + 0.3
-    assert sharp["blurLevel"] == "low" and soft["blurLevel"] == "high"
+    assert sharp["blurLevel"] == "low" and soft["blurLevel"] in ("medium", "high")
 
 
-def test_darkened_copy_is_under_exposed(face_gray):
-    assert exposure(face_gray)["exposureLevel"] == "goodExposure"
-    assert exposure(face_gray * 0.25)["exposureLevel"] == "underExposure"
-    assert exposure(np.clip(face_gray * 2.5, 0, 255))["exposureLevel"] == "overExposure"
+def test_darkened_copy_is_under_exposed(portrait):
+    image, box = portrait
+    assert image_quality(image, box)["exposure"]["exposureLevel"] == "goodExposure"
+    dark = (image * 0.2).astype(np.uint8)
+    bright = np.clip(image.astype(np.float64) * 2.5, 0, 255).astype(np.uint8)
+    assert image_quality(dark, box)["exposure"]["exposureLevel"] == "underExposure"
+    assert image_quality(bright, box)["exposure"]["exposureLevel"] == "overExposure"
 
 
-def test_added_noise_scores_noisier(face_gray):
+def test_added_noise_scores_noisier(portrait):
+    image, box = portrait
     rng = np.random.default_rng(0)
-    clean = noise(face_gray)
-    noisy = noise(np.clip(face_gray + rng.normal(0, 15, face_gray.shape), 0, 255))
-    assert clean["noiseLevel"] == "low" and noisy["noiseLevel"] == "high"
-    assert noisy["value"] > 5 * clean["value"]
+    clean = image_quality(image, box)["noise"]
+    noisy = image_quality(np.clip(image + rng.normal(0, 25, image.shape), 0, 255).astype(np.uint8), box)["noise"]
+    assert clean["noiseLevel"] == "low" and noisy["noiseLevel"] in ("medium", "high")
+    assert noisy["value"] > 2 * clean["value"]
 
 
-def test_head_pose_on_frontal_turned_flipped_and_rotated_faces(detector, shared_faces):
+def _labelled_faces(detector):
+    out = []
+    for item in json.loads((ATTRIBUTES / "labels.json").read_text()):
+        image = load_rgb(ATTRIBUTES / item["file"])
+        face = max(detector(image), key=lambda f: f.box[2] - f.box[0])
+        out.append((item["labels"]["faceAttributes"], image, face))
+    return out
+
+
+def test_agreement_with_ffhq_features_records(detector, models):
+    """The 17 real FFHQ faces, found and cropped as a build does; targets as the issue's, over faces aged >= 13,
+    with the slack one face makes on 14 (benchmarks/attributes.py prints the exact figures)."""
+    faces = _labelled_faces(detector)
+    ours = [photo_attributes(image, [face], models, expand=DEFAULT_EXPAND, size=256)[0]["faceAttributes"]
+            for _, image, face in faces]
+    labels = [labels for labels, _, _ in faces]
+    assert all("headPose" in a for a in ours)
+    adult = [(a, b) for a, b in zip(ours, labels) if b["age"] >= 13]
+    assert len(adult) == 14
+    assert sum(a["gender"] == b["gender"] for a, b in adult) >= 13
+    assert np.mean([abs(a["age"] - b["age"]) for a, b in adult]) <= 6
+    assert sum((a["smile"] > 0.5) == (b["smile"] > 0.5) for a, b in adult) >= 13
+    top = lambda e: max(e, key=e.get)  # noqa: E731
+    assert sum(top(a["emotion"]) == top(b["emotion"]) for a, b in adult) >= 13
+    for angle, limit in (("yaw", 4), ("pitch", 6), ("roll", 2)):
+        assert np.mean([abs(a["headPose"][angle] - b["headPose"][angle]) for a, b in adult]) <= limit, angle
+    for angle in ("yaw", "pitch"):  # the signs: a flipped convention would correlate negatively
+        r = np.corrcoef([a["headPose"][angle] for a in ours], [b["headPose"][angle] for b in labels])[0, 1]
+        assert r > 0.6, angle
+    exposure = np.array([(a["exposure"]["value"], b["exposure"]["value"]) for a, b in zip(ours, labels)])
+    assert np.corrcoef(exposure.T)[0, 1] >= 0.6 and abs((exposure[:, 0] - exposure[:, 1]).mean()) <= 0.06
+    blur = np.array([(a["blur"]["value"], b["blur"]["value"]) for a, b in zip(ours, labels)])
+    assert np.corrcoef(blur.T)[0, 1] >= 0.3
+    assert all(set(a["emotion"]) == set(EMOTIONS) and "contempt" not in a["emotion"] for a in ours)
+
+
+def test_pose_signs_on_mirrored_and_tilted_faces(detector, models, shared_faces):
+    turned = load_rgb(shared_faces / "pexels_woman_turned.png")
+
+    def pose(image):
+        (face,) = [f for f in detector(image) if f.box[2] - f.box[0] > 64]
+        return photo_attributes(image, [face], models, expand=DEFAULT_EXPAND, size=256)[0]["faceAttributes"]["headPose"]
+
+    original, mirrored = pose(turned), pose(np.ascontiguousarray(turned[:, ::-1]))
+    assert abs(original["yaw"]) > 25
+    assert mirrored["yaw"] == pytest.approx(-original["yaw"], abs=6)
+    assert mirrored["roll"] == pytest.approx(-original["roll"], abs=4)
+    assert mirrored["pitch"] == pytest.approx(original["pitch"], abs=4)
+
     image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
-    (frontal,) = detector(image)
-    pose = head_pose(frontal.keypoints)
-    assert abs(pose["yaw"]) < 12 and abs(pose["roll"]) < 8 and abs(pose["pitch"]) < 25
-
-    turned_image = load_rgb(shared_faces / "pexels_woman_turned.png")
-    (turned,) = detector(turned_image)
-    yaw = head_pose(turned.keypoints)["yaw"]
-    assert abs(yaw) > 25
-    (mirrored,) = detector(np.ascontiguousarray(turned_image[:, ::-1]))
-    assert np.sign(head_pose(mirrored.keypoints)["yaw"]) == -np.sign(yaw)
-
+    level = pose(image)
     h, w = image.shape[:2]
     rotation = cv2.getRotationMatrix2D((w / 2, h / 2), -20, 1.0)  # negative angle = clockwise on screen
-    (rotated,) = detector(cv2.warpAffine(image, rotation, (w, h)))
-    assert head_pose(rotated.keypoints)["roll"] == pytest.approx(pose["roll"] + 20, abs=6)
+    tilted = pose(cv2.warpAffine(image, rotation, (w, h)))
+    assert tilted["roll"] == pytest.approx(level["roll"] + 20, abs=4)
+    assert tilted["yaw"] == pytest.approx(level["yaw"], abs=5)
 
 
-def test_head_pose_missing_eye_is_left_out():
-    kp = np.full((7, 2), np.nan)
-    kp[0] = [10, 10]
-    assert head_pose(kp) is None
+def test_no_face_in_the_box_keeps_only_image_statistics(models):
+    sky = np.full((256, 256, 3), (120, 170, 230), np.uint8)
+    sky[::7] = 90
+    (attributes,) = models.faces([(sky, np.array([64, 64, 192, 192], np.float64))])
+    assert set(attributes) == {"blur", "exposure", "noise"}
 
 
 def _toy_model(path: Path) -> Path:
@@ -90,6 +149,9 @@ def _toy_model(path: Path) -> Path:
     return path
 
 
+MODEL_FIELDS = {"gender", "age", "smile", "emotion", "headPose"}
+
+
 def test_attributes_command_and_model_fields(tmp_path):
     root = make_dataset(tmp_path / "ds", [f"u{i}@N00" for i in range(6)])
     result = CliRunner().invoke(cli, ["attributes", str(root)])
@@ -100,17 +162,68 @@ def test_attributes_command_and_model_fields(tmp_path):
         assert len(lines) == len(meta)
         record = json.loads((root / split / "attributes" / "0.json").read_text())
         attrs = record["faceAttributes"]
-        assert set(attrs) == {"blur", "exposure", "noise", "headPose"}  # no model: no guessed fields
+        # every field an offline model gives; none of those no model gives (glasses, hair...)
+        assert set(attrs) == MODEL_FIELDS | {"blur", "exposure", "noise"}
+        assert attrs["gender"] == "male" and 20 <= attrs["age"] <= 50  # the portrait is of an adult man
+        assert set(attrs["emotion"]) == set(EMOTIONS) and sum(attrs["emotion"].values()) == pytest.approx(1, abs=0.01)
+        assert set(record["models"]) == set(attrs) and "age-v1.onnx" in record["models"]["age"]
         assert record["faceRectangle"]["width"] == round(meta["0"]["original_bounding_box"][2]
                                                          - meta["0"]["original_bounding_box"][0])
         assert re.fullmatch(r"[0-9a-f-]{36}", record["faceId"])
     model = _toy_model(tmp_path / "toy.onnx")
     result = CliRunner().invoke(cli, ["attributes", str(root), "--attribute-model", str(model)])
     assert result.exit_code == 0, result.output
-    attrs = json.loads((root / "train" / "attributes" / "0.json").read_text())["faceAttributes"]
+    record = json.loads((root / "train" / "attributes" / "0.json").read_text())
+    attrs = record["faceAttributes"]
     assert 0 <= attrs["smile"] <= 1 and attrs["gender"] in ("female", "male")
-    assert set(attrs["emotion"]) == set(OnnxAttributeModel.EMOTIONS)
-    assert "age" not in attrs and "unrelated" not in attrs
+    assert set(attrs["emotion"]) == set(OnnxAttributeModel.EMOTIONS)  # the user's model replaces ours
+    assert record["models"]["emotion"] == "user model toy.onnx" and "age-v1.onnx" in record["models"]["age"]
+    assert "unrelated" not in attrs
+
+
+def test_face_ids_are_unique_without_face_index(tmp_path):
+    """FDF's published metainfo has no face_index: faces of one photo must still get distinct, stable ids."""
+    root = make_dataset(tmp_path / "ds", ["u1@N00"] * 4, val_fraction=0)
+    meta_path = root / "train" / "fdf_metainfo.json"
+    meta = json.loads(meta_path.read_text())
+    for entry in meta.values():
+        del entry["face_index"]
+    meta_path.write_text(json.dumps(meta))
+    assert len({e["photo_url"] for e in meta.values()}) < len(meta)  # several faces share a photo
+
+    def ids():
+        assert CliRunner().invoke(cli, ["attributes", str(root)]).exit_code == 0
+        return [json.loads(line)["faceId"] for line in (root / "train" / "attributes.jsonl").read_text().splitlines()]
+
+    first = ids()
+    assert len(set(first)) == len(first) == len(meta)
+    assert ids() == first
+
+
+def test_detect_attributes_equal_what_attributes_writes(tmp_path, detector):
+    """``detect --attributes`` gives each face the record ``attributes`` writes for it in a built dataset."""
+    photo = DEMO_DATA / "codait_luciano.jpg"
+    image = load_rgb(photo)
+    faces = detector(image)
+    work = tmp_path / "ds" / ".work" / "shard_00000"
+    writer = ShardWriter(work, detector=detector.name, crawl_date="2026-01-01")
+    source = synthetic_photo(0, nsid="u@N00", license="by", title="t")
+    for k, face in enumerate(faces):
+        t = square_around(face.box, expand=DEFAULT_EXPAND, out_size=256)
+        writer.add_face(FaceCrop(source, k, face, crop(image, t), t.forward_box(face.box), t.forward(face.keypoints),
+                                 source.download_url))
+    writer.close()
+    merge_shards([work], tmp_path / "ds", val_fraction=0)
+    assert CliRunner().invoke(cli, ["attributes", str(tmp_path / "ds")]).exit_code == 0
+    written = [json.loads(line) for line in (tmp_path / "ds" / "train" / "attributes.jsonl").read_text().splitlines()]
+
+    result = CliRunner().invoke(cli, ["detect", str(photo), "--keypoints", "none", "--attributes", "--json"])
+    assert result.exit_code == 0, result.output
+    detected = json.loads(result.output.strip().splitlines()[-1])["faces"]
+    assert len(detected) == len(written) == len(faces) >= 1
+    for ours, theirs in zip(detected, written):
+        assert ours["faceAttributes"] == theirs["faceAttributes"]
+        assert ours["faceRectangle"] == theirs["faceRectangle"] and ours["models"] == theirs["models"]
 
 
 def test_report_renders_and_references_real_images(tmp_path):
@@ -120,8 +233,8 @@ def test_report_renders_and_references_real_images(tmp_path):
     assert result.exit_code == 0, result.output
     page = (tmp_path / "report" / "index.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
-    assert {"licenses.png", "splits.png", "face_sizes.png", "faces_per_photo.png", "keypoints.png",
-            "head_pose.png", "samples.png"} == set(sources)
+    assert {"licenses.png", "splits.png", "face_sizes.png", "faces_per_photo.png", "keypoints.png", "age.png",
+            "gender.png", "emotion.png", "smile.png", "head_pose.png", "samples.png"} == set(sources)
     for src in sources:
         image = cv2.imread(str(tmp_path / "report" / src))
         assert image is not None and image.shape[0] > 100 and image.std() > 5, src

@@ -321,13 +321,15 @@ def test_build_cli_limit_and_summary(world, tmp_path):
         result = CliRunner().invoke(
             cli,
             ["build", str(tsv), "--out", str(tmp_path / "o"), "--base-url", server.url, "--limit", "2",
-             "--keypoints", "none"],
+             "--keypoints", "none", "--attributes"],
         )
     assert result.exit_code == 0, result.output
     assert "photos: 2 tried, 2 fetched" in result.output
     meta = json.loads((tmp_path / "o" / "train" / "fdf_metainfo.json").read_text())
     assert meta and all(m["keypoints_missing"] == ["left_ear", "right_ear", "left_shoulder", "right_shoulder"]
                         for m in meta.values())
+    attributes = (tmp_path / "o" / "train" / "attributes.jsonl").read_text().splitlines()  # --attributes
+    assert len(attributes) == len(meta) and all("blur" in json.loads(a)["faceAttributes"] for a in attributes)
 
 
 def test_demo_command_runs_offline(tmp_path):
