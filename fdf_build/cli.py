@@ -18,6 +18,7 @@ from .config import (DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_M
 from .decode import DEFAULT_MAX_PIXELS
 from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
 from .cli_search import InputError, query, query_options, search_command
+from .geometry import KEYPOINTS_OUTSIDE
 from .scan import scan as scan_metadata
 
 
@@ -70,7 +71,12 @@ def build_options(command):
         click.option("--size", type=click.IntRange(8), default=256, show_default=True,
                      help="Side of the output face crops in pixels."),
         click.option("--expand", type=click.FloatRange(1.0), default=DEFAULT_EXPAND, show_default=True,
-                     help="Crop side = max(face width, height) x this."),
+                     help="Crop side = max(face width, height) x this, in DeepPrivacy2's integer arithmetic "
+                          "(1.4: FDF256's crops)."),
+        click.option("--keypoints-outside", type=click.Choice(KEYPOINTS_OUTSIDE), default="clamp",
+                     show_default=True,
+                     help="Keypoints outside the crop: clamped to its border in landmarks.npy, as DeepPrivacy2 "
+                          "does, or NaN/null (original_landmark keeps them either way)."),
         click.option("--val-fraction", type=click.FloatRange(0, 1), default=DEFAULT_VAL_FRACTION,
                      show_default=True, help="Share of authors (by NSID hash) whose faces go to val/."),
         click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True,

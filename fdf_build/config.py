@@ -9,14 +9,14 @@ from typing import Optional
 
 from .decode import DEFAULT_MAX_PIXELS
 from .filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
+from .geometry import FDF256_EXPAND, KEYPOINTS_OUTSIDE, CropGeometry
 from .metadata import FLICKR_SIZES
 
 #: FDF256's validation share: 6,533 of 248,515 faces.
 DEFAULT_VAL_FRACTION = 0.026
-#: Crop side = max(face width, height) x this. 2.0 leaves the face box covering the
-#: middle half of the crop, so hair, ears and the top of the shoulders (keypoints 3-6)
-#: are inside it, as in FDF256's crops.
-DEFAULT_EXPAND = 2.0
+#: Crop side = max(face width, height) x this, in DeepPrivacy2's integer arithmetic:
+#: FDF256's crops are ``expand_bbox_simple(box, 0.4)``, 1.4x the face box.
+DEFAULT_EXPAND = FDF256_EXPAND
 
 DETECTORS = ("retinaface", "dsfd")
 KEYPOINT_MODELS = ("mediapipe", "keypointrcnn", "none")
@@ -54,6 +54,8 @@ class BuildConfig:
     min_face: int = 64
     size: int = 256
     expand: float = DEFAULT_EXPAND
+    #: keypoints outside the crop: clamped to its border as DP2's get_crop does, or NaN
+    keypoints_outside: str = "clamp"
     val_fraction: float = DEFAULT_VAL_FRACTION
     detector: str = "retinaface"
     detector_threshold: float = 0.5
@@ -86,6 +88,7 @@ class BuildConfig:
             (self.min_face >= 1, "min-face must be >= 1"),
             (self.size >= 8, "size must be >= 8"),
             (self.expand >= 1.0, "expand must be >= 1 (the crop must hold the whole face box)"),
+            (self.keypoints_outside in KEYPOINTS_OUTSIDE, f"keypoints-outside must be one of {KEYPOINTS_OUTSIDE}"),
             (0.0 <= self.val_fraction <= 1.0, "val-fraction must be in [0, 1]"),
             (self.detector in DETECTORS, f"detector must be one of {DETECTORS}"),
             (self.keypoints in KEYPOINT_MODELS, f"keypoints must be one of {KEYPOINT_MODELS}"),
@@ -114,6 +117,11 @@ class BuildConfig:
             if data.get(key):
                 data[key] = Path(data[key])
         return cls(**data)
+
+    @property
+    def geometry(self) -> CropGeometry:
+        """How this build cuts its crops (recorded in the dataset as ``crop_geometry.json``)."""
+        return CropGeometry(expand=self.expand, size=self.size, keypoints_outside=self.keypoints_outside)
 
     @property
     def reference_models(self) -> list[str]:

@@ -30,12 +30,12 @@ from .decode import decode_image
 from .detect import FaceDetector, make_detector
 from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
 from .filters import Blocklist, Eligibility, face_large_enough, resolve_licenses
-from .geometry import crop, square_around
+from .crop import cut_faces
 from .keypoints import KeypointModel, make_keypoint_model
 from .layout import WORK_DIR
-from .records import FaceCrop, Malformed, Photo, Skip, SkipReason
+from .records import Malformed, Photo, Skip, SkipReason
 from .scan import ScanSummary
-from .writer import ShardWriter, completed_stats, merge_shards, write_json
+from .writer import ShardWriter, completed_stats, merge_shards, write_geometry, write_json
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +146,8 @@ class Stages:
             large = matched
         stats.update(kept=len(large))
         canonical_url = metadata.photo_url(photo, size=self.config.flickr_size)
-        for index, face in enumerate(large):
-            t = square_around(face.box, expand=self.config.expand, out_size=self.config.size)
-            writer.add_face(
-                FaceCrop(
-                    photo=photo,
-                    face_index=index,
-                    face=face,
-                    image=crop(image, t),
-                    box=t.forward_box(face.box),
-                    keypoints=t.forward(face.keypoints),
-                    download_url=canonical_url,
-                    landmarks68=None if face.landmarks68 is None else t.forward(face.landmarks68),
-                )
-            )
+        for face_crop in cut_faces(photo, image, large, self.config.geometry, canonical_url):
+            writer.add_face(face_crop)
         return None
 
 
@@ -400,6 +388,7 @@ def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Su
         summary.splits = merge_shards(shard_dirs, out, val_fraction=config.val_fraction, exclude=exclude)
         if left_out["faces"]:
             summary.faces["removed_or_blocklisted"] = left_out["faces"]
+        write_geometry(out, config.geometry)
         privacy.index_dataset(out)
         write_json(out / "stats.json", summary.to_dict())
     return summary

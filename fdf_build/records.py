@@ -121,13 +121,15 @@ class Face:
     ``box``: ``(4,) float32`` x0, y0, x1, y1 in original-photo pixels.
     ``keypoints``: ``(7, 2) float32`` in original-photo pixels, in
     :data:`KEYPOINT_NAMES` order; rows for keypoints no model found are NaN.
-    ``keypoint_model`` names the model the keypoints came from.
+    ``keypoint_model`` names the model the keypoints came from; ``keypoint_scores``
+    (``(7,) float32``, when the model gives them) its confidence in each point.
     """
 
     box: NDArray[np.float32]
     score: float
     keypoints: NDArray[np.float32]
     keypoint_model: str = ""
+    keypoint_scores: Optional[NDArray[np.float32]] = None
     #: ``(68, 2) float32`` face-alignment landmarks in original-photo pixels, when asked for
     landmarks68: Optional[NDArray[np.float32]] = None
 
@@ -145,16 +147,20 @@ class FaceCrop:
     """A face cropped and resampled to the output size, with everything the writer needs.
 
     ``image``: ``(size, size, 3) uint8`` RGB.
-    ``box`` and ``keypoints`` are in crop pixels (same layout as :class:`Face`);
-    ``face`` keeps the original-photo coordinates.
+    ``box``: ``(4,) int64`` face box in crop pixels, as ``bounding_box.npy`` holds it;
+    ``landmarks``: ``(7, 2) float32`` keypoints as ``landmarks.npy`` holds them (fractions
+    of the crop side, clamped or NaN outside as the build's geometry says);
+    ``keypoints``: crop pixels, unclamped. ``face`` keeps the original-photo coordinates
+    (its box in whole pixels, the one the crop was cut around).
     """
 
     photo: Photo
     face_index: int
     face: Face
     image: NDArray[np.uint8]
-    box: NDArray[np.float32]
+    box: NDArray[np.int64]
     keypoints: NDArray[np.float32]
+    landmarks: NDArray[np.float32]
     #: the static image URL the crop was cut from (Flickr's, never a mirror's)
     download_url: str
     split: Optional[str] = None

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 import cv2
 import numpy as np
 
+from .geometry import GEOMETRY_FILE, CropGeometry
 from .layout import LANDMARKS68
 from .metadata import format_line, parse_line
 from .metainfo import CATEGORIES, METAINFO, FaceRecord, dumps_metainfo, page_url, points_array, upload_date
@@ -92,20 +93,21 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> FaceRecord:
     """The metainfo record of one staged face (its ``category`` is set when the merge picks its split).
 
     Crop-frame values (``bounding_box``, ``landmark``) are fractions of the crop
-    side; ``original_*`` are pixels of the original photo. A keypoint outside the
-    crop is ``null`` in the crop frame but kept in ``original_landmark``; a
-    keypoint no model found is ``null`` in both and named in ``keypoints_missing``.
+    side, as ``bounding_box.npy`` / ``landmarks.npy`` hold them; ``original_*`` are
+    pixels of the original photo, unclamped. A keypoint no model found is ``null``
+    in both and named in ``keypoints_missing``.
     """
     size = c.image.shape[0]
     p = c.photo
     missing = tuple(n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any())
+    scores = c.face.keypoint_scores
     return FaceRecord(
         author=p.user_nickname,
         bounding_box=tuple(round(float(v) / size, 6) for v in c.box),
         date_crawled=fdf_crawl_date(crawl_date),
         date_taken=p.date_taken,
         date_uploaded=upload_date(p.date_uploaded),
-        landmark=_points(_in_crop(c.keypoints, size) / size),
+        landmark=_points(c.landmarks),
         license=p.license_name,
         license_url=p.license_url,
         original_bounding_box=tuple(round(float(v), 2) for v in c.face.box),
@@ -120,6 +122,8 @@ def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> FaceRecord:
         face_score=c.face.score,
         detector=detector,
         keypoint_model=c.face.keypoint_model,
+        keypoint_scores=None if scores is None else tuple(
+            None if np.isnan(v) else round(float(v), 4) for v in scores),
         keypoints_missing=missing,
         **({} if c.landmarks68 is None else {
             "landmarks68": _points(c.face.landmarks68, 2),
@@ -167,7 +171,7 @@ class ShardWriter:
             name = f"{c.photo.line_number}_{c.face_index}.png"
             record = face_record(c, detector=self.detector, crawl_date=self.crawl_date).to_json()
             record["_file"] = name
-            record["_box_px"] = [int(round(float(v))) for v in c.box]
+            record["_box_px"] = [int(v) for v in c.box]
             staged.append((name, encode_png(c.image), record))
         for name, png, _ in staged:
             atomic_write(self.directory / "faces" / name, png)
@@ -299,6 +303,11 @@ def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict]
         _save_npy(directory / LANDMARKS68, landmarks68)
     atomic_write(directory / METAINFO, dumps_metainfo(metainfo))
     atomic_write(directory / "attribution.csv", _attribution_csv(numbered))
+
+
+def write_geometry(root: Path, geometry: CropGeometry) -> None:
+    """``crop_geometry.json`` at the dataset's root: how its crops were cut (see :class:`CropGeometry`)."""
+    write_json(Path(root) / GEOMETRY_FILE, geometry.to_json())
 
 
 def new_staging_dir(parent: Path, prefix: str) -> Path:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fdf_build.geometry import crop, square_around
-from fdf_build.records import Face, FaceCrop
+from fdf_build.crop import cut_face
+from fdf_build.geometry import CropGeometry
+from fdf_build.records import Face
 from fdf_build.synthetic import synthetic_photo
 from fdf_build.writer import ShardWriter, merge_shards
 
@@ -27,9 +28,7 @@ def make_dataset(root: Path, owners: list[str], *, val_fraction: float = 0.3, fi
         for k in range(1 + i % 2):
             box = BOX + k * 5
             face = Face(box=box, score=0.99, keypoints=KEYPOINTS + k * 5, keypoint_model="test")
-            t = square_around(box, expand=2.0, out_size=256)
-            writer.add_face(FaceCrop(photo, k, face, crop(image, t), t.forward_box(box), t.forward(face.keypoints),
-                                     photo.download_url))
+            writer.add_face(cut_face(photo, image, face, k, CropGeometry(), photo.download_url))
     writer.close()
     merge_shards([work], Path(root), val_fraction=val_fraction)
     return Path(root)

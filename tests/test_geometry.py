@@ -120,3 +120,98 @@ def test_crop_shrinks_by_area_and_enlarges_bicubically():
     big = crop(step, CropTransform(0, 0, 4, 16))
     assert big.min() == 0 and big.max() == 255 and len(np.unique(big)) > 4  # cubic: smooth ramp, not nearest
     assert (big[:, 7].astype(int) < big[:, 8].astype(int)).all()
+
+# ---------------------------------------------------------------- FDF256's crop (DeepPrivacy2's arithmetic)
+
+from fdf_build.geometry import (  # noqa: E402
+    GEOMETRY_FILE, CropGeometry, expand_square, recompute_crop, resize_bicubic_aa, whole_pixels,
+)
+
+
+@pytest.mark.parametrize("box, square", [
+    # centre int(x0) + w // 2; half = max(w, h) * 1.4 // 2 to each side
+    ((100, 100, 200, 180), (80, 70, 220, 210)),      # even sides: centre (150, 140), 140 // 2 = 70
+    ((10, 20, 111, 121), (-10, 0, 130, 140)),        # odd 101: 141.4 // 2 = 70, centre 10 + 50; leaves the left edge
+    ((0, 0, 102, 102), (-20, -20, 122, 122)),        # 142.8 // 2 = 71, side 142
+    ((50, 40, 114, 140), (12, 20, 152, 160)),        # tall: the height decides, centre (82, 90)
+    ((0, 0, 3, 3), (-1, -1, 3, 3)),                  # tiny: 4.2 // 2 = 2, centre 0 + 1
+    ((5, 5, 6, 6), (4, 4, 6, 6)),                    # 1 px: DP2's half would be 0; we keep a 2 px square
+    ((0, 0, 1000, 800), (-200, -300, 1200, 1100)),   # huge: the whole photo and more
+])
+def test_expand_square_is_fdf256s_simple_expand(box, square):
+    assert expand_square(np.array(box), 1.4) == square
+
+
+def test_boxes_are_rounded_half_to_even_as_dp2_rounds_dsfds():
+    np.testing.assert_array_equal(whole_pixels([100.4, 99.6, 199.5, 180.5]), [100, 100, 200, 180])
+
+
+def test_crop_box_and_keypoints_in_the_crop_frame_as_get_crop():
+    g = CropGeometry()
+    t = g.transform(np.array([100.4, 99.6, 199.5, 180.5]))
+    assert (t.x0, t.y0, t.side, t.out_size) == (80, 70, 140, 256)
+    # (100 - 80, 100 - 70, 200 - 80, 180 - 70) * 256 / 140 = (36.57, 54.86, 219.43, 201.14), truncated
+    np.testing.assert_array_equal(g.crop_box(t, [100.4, 99.6, 199.5, 180.5]), [36, 54, 219, 201])
+    points = np.array([[60, 250], [150, 140], [np.nan, np.nan]])  # below-left of the crop, its centre, missing
+    np.testing.assert_array_equal(g.landmarks(t, points), [[0, 1], [0.5, 0.5], [np.nan, np.nan]])
+    nan = CropGeometry(keypoints_outside="nan").landmarks(t, points)
+    np.testing.assert_array_equal(nan, [[np.nan, np.nan], [0.5, 0.5], [np.nan, np.nan]])
+
+
+@pytest.mark.parametrize("border", ["left", "top", "right", "bottom"])
+def test_a_face_at_each_border_is_zero_padded_there(border):
+    h, w = 200, 300
+    image = np.full((h, w, 3), 200, dtype=np.uint8)
+    box = {"left": (0, 70, 60, 130), "top": (120, 0, 180, 60), "right": (240, 70, 300, 130),
+           "bottom": (120, 140, 180, 200)}[border]
+    out, t = recompute_crop(image, np.array(box))
+    assert t.side == 84 and out.shape == (256, 256, 3)  # 60 * 1.4 = 84: 12 px beyond the border
+    band = int(12 * 256 / 84)  # 36 crop columns/rows of padding
+    view = {"left": out, "right": out[:, ::-1], "top": out.swapaxes(0, 1), "bottom": out[::-1].swapaxes(0, 1)}[border]
+    assert not view[:, : band - 2].any()
+    assert (view[:, band + 7 :] == 200).all()  # bicubic rings for 2 photo px (6 crop px) past the edge
+
+
+def test_upsampling_is_torchs_antialiased_bicubic_and_shrinking_cv2s_area():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (900, 900, 3), dtype=np.uint8)
+    small = CropGeometry().transform(np.array([400, 400, 480, 480]))  # side 112 < 256: enlarged
+    np.testing.assert_array_equal(crop(image, small), resize_bicubic_aa(image[384:496, 384:496], 256))
+    large = CropGeometry().transform(np.array([300, 300, 600, 600]))  # side 420, inside the photo: INTER_AREA
+    import cv2
+    np.testing.assert_array_equal(crop(image, large), cv2.resize(image[240:660, 240:660], (256, 256),
+                                                                 interpolation=cv2.INTER_AREA))
+    # DP2 decides on the part inside the photo: a 420 px square with 150 x 420 < 256 * 256 inside goes bicubic
+    edge = CropGeometry().transform(np.array([-210, 300, 90, 600]))
+    assert (edge.x0, edge.side) == (-270, 420)
+    padded = np.zeros((420, 420, 3), np.uint8)
+    padded[:, 270:] = image[240:660, 0:150]
+    np.testing.assert_array_equal(crop(image, edge), resize_bicubic_aa(padded, 256))
+
+
+@pytest.mark.parametrize("side", [37, 140, 255, 420])
+def test_resize_bicubic_aa_equals_torchvision_within_one_grey_level(side):
+    torch = pytest.importorskip("torch")
+    from torchvision.transforms.functional import InterpolationMode, resize
+
+    image = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    x = torch.from_numpy(image).permute(2, 0, 1).float()
+    expected = resize(x, [256, 256], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    expected = expected.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    diff = np.abs(resize_bicubic_aa(image, 256).astype(int) - expected)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_real_photo_face_crop_is_fdf256s_and_recomputable(tmp_path):
+    image = load_rgb(DEMO_DATA / "skimage_astronaut.jpg")
+    box = np.array([181.7, 60.9, 268.4, 175.9])  # hand-annotated face in the 512 x 512 photo
+    g = CropGeometry()
+    out, t = recompute_crop(image, box, g)
+    # whole pixels (182, 61, 268, 176): 86 x 115, centre (182 + 43, 61 + 57), half 115 * 1.4 // 2 = 80
+    assert (t.x0, t.y0, t.side) == (145, 38, 160)
+    np.testing.assert_array_equal(out, resize_bicubic_aa(image[38:198, 145:305], 256))
+    b = g.crop_box(t, box)  # (37 * 1.6, 23 * 1.6, 123 * 1.6, 138 * 1.6) truncated
+    np.testing.assert_array_equal(b, [59, 36, 196, 220])
+    (tmp_path / GEOMETRY_FILE).write_text('{"expand": 2.0, "size": 128, "keypoints_outside": "nan"}')
+    assert CropGeometry.of_dataset(tmp_path) == CropGeometry(2.0, 128, "nan")
+    assert CropGeometry.of_dataset(tmp_path / "published") == CropGeometry()  # no file: FDF256's

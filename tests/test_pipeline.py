@@ -132,6 +132,31 @@ def test_layout_shapes_and_keypoints_inside_crops(built):
     assert authors[0] and authors[1] and not authors[0] & authors[1]
 
 
+def test_crops_are_fdf256s_cut_of_the_photo_and_the_dataset_records_how(built, world):
+    from fdf_build.geometry import CropGeometry, recompute_crop
+
+    out, _ = built
+    _, routes, _, _ = world
+    geometry = CropGeometry.of_dataset(out)
+    assert (out / "crop_geometry.json").is_file() and geometry == CropGeometry(1.4, 256, "clamp")
+    for split in ("train", "val"):
+        d = out / split
+        meta = json.loads((d / "fdf_metainfo.json").read_text())
+        boxes, landmarks = np.load(d / "bounding_box.npy"), np.load(d / "landmarks.npy")
+        for n, m in meta.items():
+            photo = decode_image(routes[urlsplit(m["download_url"]).path])
+            box = np.array(m["original_bounding_box"])
+            assert (box == np.round(box)).all()  # the whole-pixel box the crop was cut around
+            expected, t = recompute_crop(photo, box, geometry)
+            stored = cv2.cvtColor(cv2.imread(str(d / "images" / f"{n}.png")), cv2.COLOR_BGR2RGB)
+            np.testing.assert_array_equal(stored, expected)
+            # 1.4x the longer side, the box where it was in the photo, within DP2's integer rounding
+            assert abs(t.side - 1.4 * max(box[2] - box[0], box[3] - box[1])) <= 2
+            np.testing.assert_allclose(boxes[int(n)], (box - [t.x0, t.y0] * 2) * 256 / t.side, atol=1)
+            found = landmarks[int(n)][~np.isnan(landmarks[int(n)]).any(axis=1)]
+            assert ((found >= 0) & (found <= 1)).all()
+
+
 def test_build_leaves_a_fresh_search_index(built):
     from fdf_build import privacy
 
