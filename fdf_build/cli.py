@@ -13,8 +13,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import metadata
-from .config import (DEFAULT_EXPAND, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, LANDMARK_MODELS, UNMATCHED,
-                     BuildConfig)
+from .config import (DEFAULT_EXPAND, DEFAULT_KEYPOINTS, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS,
+                     LANDMARK_MODELS, UNMATCHED, BuildConfig)
 from .decode import DEFAULT_MAX_PIXELS
 from .filters import DEFAULT_LICENSES, LICENSES, Eligibility, resolve_licenses
 from .cli_search import InputError, query, query_options, search_command
@@ -81,12 +81,14 @@ def build_options(command):
                      show_default=True, help="Share of authors (by NSID hash) whose faces go to val/."),
         click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True,
                      help="Face detector backend (dsfd: the reference's, needs the reference extra and weights)."),
-        click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True,
-                     help="Keypoint model for ears and shoulders (keypointrcnn: the reference's); "
-                          "'none' keeps the detector's nose and eyes."),
-        click.option("--unmatched", type=click.Choice(UNMATCHED), default="keep", show_default=True,
-                     help="A face no person's keypoints matched: keep it (missing keypoints are NaN/null) "
-                          "or drop it, as FDF256 did."),
+        click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default=DEFAULT_KEYPOINTS, show_default=True,
+                     help="Keypoint model matched to each face: BlazePose then MoveNet MultiPose for its misses "
+                          "(default), one of them alone, keypointrcnn (the reference's), or 'none' (the "
+                          "detector's nose and eyes only)."),
+        click.option("--unmatched", type=click.Choice(UNMATCHED),
+                     help="A face no person's keypoints matched: drop it, as FDF256 did (default), or keep it "
+                          "with the detector's nose and eyes (ears and shoulders NaN/null; the default with "
+                          "--keypoints none)."),
         click.option("--crawl-date", help="date_crawled to record (default: the day the build started)."),
     ]
     for option in reversed(options):
@@ -329,7 +331,7 @@ def demo(out: Path, **options) -> None:
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True)
-@click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default="mediapipe", show_default=True)
+@click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default=DEFAULT_KEYPOINTS, show_default=True)
 @reference_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
 @click.option("--attributes", "with_attributes", is_flag=True,

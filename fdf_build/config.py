@@ -19,10 +19,12 @@ DEFAULT_VAL_FRACTION = 0.026
 DEFAULT_EXPAND = FDF256_EXPAND
 
 DETECTORS = ("retinaface", "dsfd")
-KEYPOINT_MODELS = ("mediapipe", "keypointrcnn", "none")
+#: mediapipe+movenet: BlazePose, then MoveNet MultiPose for the faces BlazePose did not match
+KEYPOINT_MODELS = ("mediapipe+movenet", "mediapipe", "movenet", "keypointrcnn", "none")
+DEFAULT_KEYPOINTS = KEYPOINT_MODELS[0]
 LANDMARK_MODELS = ("face-alignment",)
 #: What happens to a face that no person's keypoints matched: FDF256 dropped them (every face has 7 keypoints).
-UNMATCHED = ("keep", "drop")
+UNMATCHED = ("drop", "keep")
 EXECUTORS = ("local", "ray")
 #: Settings that never change a build's output (where it goes, how fast and where it runs), and the metadata
 #: file and blocklist, which enter a build's identity by their content (fdf_build.identity), not their path.
@@ -62,9 +64,9 @@ class BuildConfig:
     detect_max_side: int = 1024
     #: DSFD input sides rounded up to a multiple of this (1: each photo at its own size, as the reference)
     pad_multiple: int = 1
-    keypoints: str = "mediapipe"
-    keypoint_threshold: float = 0.5
-    unmatched: str = "keep"
+    keypoints: str = DEFAULT_KEYPOINTS
+    #: None: drop (FDF256's rule), or keep when there is no keypoint model to match with
+    unmatched: Optional[str] = None
     #: reference backends (the [reference] extra): 68-point landmarks, where their weights are, how they run
     landmarks: Optional[str] = None
     weights_dir: Optional[Path] = None
@@ -78,6 +80,8 @@ class BuildConfig:
     crawl_date: Optional[str] = None
 
     def __post_init__(self):
+        if self.unmatched is None:
+            object.__setattr__(self, "unmatched", "keep" if self.keypoints == "none" else "drop")
         checks = [
             (self.limit is None or self.limit >= 0, "limit must be >= 0"),
             (self.flickr_size is None or self.flickr_size in FLICKR_SIZES, f"size must be one of {sorted(FLICKR_SIZES)}"),
@@ -93,7 +97,8 @@ class BuildConfig:
             (self.detector in DETECTORS, f"detector must be one of {DETECTORS}"),
             (self.keypoints in KEYPOINT_MODELS, f"keypoints must be one of {KEYPOINT_MODELS}"),
             (self.unmatched in UNMATCHED, f"unmatched must be one of {UNMATCHED}"),
-            (self.unmatched == "keep" or self.keypoints != "none", "--unmatched drop needs a keypoint model"),
+            (self.unmatched == "keep" or self.keypoints != "none",
+             "--unmatched drop needs a keypoint model"),
             (self.shard_size >= 1, "shard-size must be >= 1"),
             (self.executor in EXECUTORS, f"executor must be one of {EXECUTORS}"),
             (self.landmarks is None or self.landmarks in LANDMARK_MODELS, f"landmarks must be one of {LANDMARK_MODELS}"),
@@ -109,8 +114,12 @@ class BuildConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "BuildConfig":
-        """The inverse of :meth:`to_json`, for commands that continue a saved build."""
-        data = dict(data)
+        """The inverse of :meth:`to_json`, for commands that continue a saved build.
+
+        Settings this version no longer has (``keypoint_threshold``) are ignored.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
         data["out"] = Path(data["out"])
         data["licenses"] = tuple(data["licenses"])
         for key in ("blocklist", "weights_dir"):

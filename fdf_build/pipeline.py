@@ -29,7 +29,8 @@ from .config import BuildConfig
 from .decode import decode_image
 from .detect import FaceDetector, make_detector
 from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
-from .filters import Blocklist, Eligibility, face_large_enough, resolve_licenses
+from .facefilter import large_faces, matched_faces
+from .filters import Blocklist, Eligibility, resolve_licenses
 from .crop import cut_faces
 from .keypoints import KeypointModel, make_keypoint_model
 from .layout import WORK_DIR
@@ -132,21 +133,17 @@ class Stages:
         faces = self.detector(image)
         if not faces:
             return Skip(SkipReason.NO_FACE)
-        large = [f for f in faces if face_large_enough(f, self.config.min_face)]
-        stats.update(found=len(faces), too_small=len(faces) - len(large))
-        if not large:
-            return Skip(SkipReason.FACE_TOO_SMALL, f"{len(faces)} face(s), all under {self.config.min_face} px")
+        faces = large_faces(faces, self.config.min_face, stats)
+        if isinstance(faces, Skip):
+            return faces
         if self.keypoints is not None:
-            large = self.keypoints(image, large)
-        if self.config.unmatched == "drop":
-            matched = [f for f in large if f.keypoint_model == self.keypoints.name]
-            stats.update(unmatched=len(large) - len(matched))
-            if not matched:
-                return Skip(SkipReason.NO_MATCHED_PERSON, f"{len(large)} face(s), none matched to a person")
-            large = matched
-        stats.update(kept=len(large))
+            faces = self.keypoints(image, faces)
+        faces = matched_faces(faces, self.config.unmatched, self.detector.name, stats)
+        if isinstance(faces, Skip):
+            return faces
+        stats.update(kept=len(faces))
         canonical_url = metadata.photo_url(photo, size=self.config.flickr_size)
-        for face_crop in cut_faces(photo, image, large, self.config.geometry, canonical_url):
+        for face_crop in cut_faces(photo, image, faces, self.config.geometry, canonical_url):
             writer.add_face(face_crop)
         return None
 
@@ -243,7 +240,7 @@ def _make_models(config: BuildConfig, *, random_init: bool, cpus: int):
         keypoints = reference.BatchedKeypoints(
             reference.KeypointRCNN(max_side=config.detect_max_side, **common), config.batch_size)
     else:
-        keypoints = make_keypoint_model(config.keypoints, visibility=config.keypoint_threshold, graphs=cpus)
+        keypoints = make_keypoint_model(config.keypoints, graphs=cpus)
     if config.landmarks:
         keypoints = reference.WithLandmarks68(
             keypoints, reference.BatchedLandmarks(reference.FaceAlignment68(**common), config.batch_size))

@@ -76,6 +76,58 @@ def test_pose_on_a_crowd_never_assigns_a_neighbours_keypoints(shared_faces, dete
             assert np.isnan(f.keypoints[3:]).all()
 
 
+def test_pose_keeps_every_point_with_its_score(detector, pose):
+    image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
+    (face,) = pose(image, detector(image))
+    assert np.isfinite(face.keypoints).all()  # no visibility cut: the model's every point, with its score
+    assert face.keypoint_scores.shape == (7,) and ((face.keypoint_scores >= 0) & (face.keypoint_scores <= 1)).all()
+    assert face.keypoint_scores[:3].min() > 0.5  # nose and eyes of a frontal portrait: seen
+
+
+def test_movenet_from_the_wheel_matches_a_portrait_and_crowd_faces(shared_faces, detector):
+    from fdf_build.keypoints import MoveNetMultiPose, movenet_weights
+
+    assert movenet_weights()[4:8] == b"TFL3"  # a TFLite flatbuffer, checked against its bundle's sha256
+    movenet = MoveNetMultiPose()
+    image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
+    (face,) = movenet(image, detector(image))
+    assert face.keypoint_model == MoveNetMultiPose.name and np.isfinite(face.keypoints).all()
+    kp = face.keypoints
+    assert kp[1, 0] > kp[0, 0] > kp[2, 0]  # the person's left eye on the image's right, as COCO orders them
+    assert kp[5:, 1].min() > face.box[3]  # shoulders below the chin
+    crowd = load_rgb(shared_faces / "pexels_cyclists.jpg")
+    faces = movenet(crowd, [f for f in detector(crowd) if large(f.box)])
+    matched = [f for f in faces if f.keypoint_model == MoveNetMultiPose.name]
+    assert len(matched) >= 3
+    for f in matched:
+        assert nose_and_eyes_inside(f.keypoints, f.box)
+
+
+def test_cascade_asks_the_next_model_only_for_misses(detector):
+    from fdf_build.keypoints import PoseCascade, PersonModel
+
+    class Never(PersonModel):
+        name = "never"
+
+        def person(self, image, box):
+            return None
+
+    class Always(PersonModel):
+        name = "always"
+        asked = 0
+
+        def person(self, image, box):
+            Always.asked += 1
+            points = np.tile((box[:2] + box[2:]) / 2, (7, 1)).astype(np.float32)
+            return points, np.ones(7, np.float32)
+
+    image = load_rgb(DEMO_DATA / "whitehouse_obama_biden.jpg")
+    faces = detector(image)
+    assert [f.keypoint_model for f in PoseCascade([Never(), Always()])(image, faces)] == ["always"] * len(faces)
+    assert [f.keypoint_model for f in PoseCascade([Always(), Never()])(image, faces)] == ["always"] * len(faces)
+    assert Always.asked == 2 * len(faces)
+
+
 def test_matching_rule():
     box = np.array([10, 10, 50, 50])
     kp = np.full((7, 2), np.nan)
@@ -118,5 +170,5 @@ def test_mediapipe_chatter_goes_to_the_debug_log_not_the_terminal(capfd, caplog)
     assert capfd.readouterr().err == ""
     assert any("mediapipe: " in r.getMessage() and "W0000" in r.getMessage() for r in caplog.records)
     photo = load_rgb(DEMO_DATA / "codait_luciano.jpg")
-    assert pose._idle.qsize() == 2 and pose.person(photo, np.array([136, 46, 265, 220], np.float32)) is not None
+    assert pose._pool._idle.qsize() == 2 and pose.person(photo, np.array([136, 46, 265, 220], np.float32)) is not None
     assert capfd.readouterr().err == ""  # warmed-up graphs stay quiet afterwards

@@ -107,8 +107,9 @@ def test_layout_shapes_and_keypoints_inside_crops(built):
             m = meta[str(i)]
             image = cv2.imread(str(d / "images" / f"{i}.png"))
             assert image.shape == (256, 256, 3)
-            found = landmarks[i][~np.isnan(landmarks[i, :, 0])]
-            assert len(found) >= 3 and ((found >= 0) & (found <= 1)).all()
+            # every face matched a person: all 7 keypoints, clamped into the crop as DP2's get_crop does
+            assert np.isfinite(landmarks[i]).all() and ((landmarks[i] >= 0) & (landmarks[i] <= 1)).all()
+            assert len(m["keypoint_scores"]) == 7 and m["keypoints_missing"] == []
             np.testing.assert_allclose(np.array(m["bounding_box"]) * 256, boxes[i], atol=0.51)
             x0, y0, x1, y1 = m["original_bounding_box"]
             assert x1 - x0 >= 64 and y1 - y0 >= 64
@@ -157,6 +158,25 @@ def test_crops_are_fdf256s_cut_of_the_photo_and_the_dataset_records_how(built, w
             assert ((found >= 0) & (found <= 1)).all()
 
 
+def test_a_default_build_loads_as_deepprivacy2s_fdf256dataset_reads_it(built):
+    """What DP2's FDF256Dataset(load_keypoints=True) does with a split: images sorted by number, landmarks
+    reshaped to (-1, 7, 2), boxes as the inpainting mask; every keypoint finite in [0, 1]."""
+    out, _ = built
+    for split in ("train", "val"):
+        d = out / split
+        paths = sorted((d / "images").glob("*.png"), key=lambda p: int(p.stem))
+        landmarks = np.load(d / "landmarks.npy").reshape(-1, 7, 2).astype(np.float32)
+        boxes = np.load(d / "bounding_box.npy")
+        assert len(paths) == len(landmarks) == len(boxes) > 0
+        assert np.isfinite(landmarks).all() and landmarks.min() >= 0 and landmarks.max() <= 1
+        for i, path in enumerate(paths):
+            assert cv2.imread(str(path)).shape == (256, 256, 3)
+            mask = np.ones((256, 256), dtype=bool)
+            x0, y0, x1, y1 = boxes[i]
+            mask[y0:y1, x0:x1] = False
+            assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256 and 0.1 < 1 - mask.mean() < 0.8
+
+
 def test_build_leaves_a_fresh_search_index(built):
     from fdf_build import privacy
 
@@ -170,17 +190,20 @@ def test_build_leaves_a_fresh_search_index(built):
         assert index.stat().st_mtime_ns == written  # used as is, not rebuilt on first search
 
 
-def test_unmatched_faces_can_be_dropped_as_fdf256_did(built, world, tmp_path):
-    from fdf_build.keypoints import MediaPipePose
+def test_unmatched_faces_are_dropped_as_fdf256_did_unless_kept(built, world, tmp_path):
+    from fdf_build.detect import RetinaFaceDetector
 
     def faces(out):
         return {(m["yfcc100m_line_idx"], tuple(m["original_bounding_box"])): m["keypoint_model"]
                 for split in ("train", "val") for m in json.loads((out / split / "fdf_metainfo.json").read_text()).values()}
 
-    kept = faces(built[0])
-    unmatched = {k for k, model in kept.items() if model != MediaPipePose.name}
+    # the default (BlazePose, then MoveNet) matches every face of these photos; BlazePose alone does not
+    assert RetinaFaceDetector.name not in faces(built[0]).values() and built[1].faces["unmatched"] == 0
+    build(world, tmp_path / "keep", keypoints="mediapipe", unmatched="keep")
+    kept = faces(tmp_path / "keep")
+    unmatched = {k for k, model in kept.items() if model == RetinaFaceDetector.name}
     assert unmatched, "the demo photos hold a face BlazePose does not match"
-    summary = build(world, tmp_path / "drop", unmatched="drop").to_dict()
+    summary = build(world, tmp_path / "drop", keypoints="mediapipe").to_dict()
     assert set(faces(tmp_path / "drop")) == set(kept) - unmatched
     assert summary["faces"]["unmatched"] == len(unmatched)
     assert summary["faces"]["kept"] == len(kept) - len(unmatched)
@@ -189,6 +212,7 @@ def test_unmatched_faces_can_be_dropped_as_fdf256_did(built, world, tmp_path):
     assert summary["skipped"].get("no_matched_person", 0) == len(emptied)
     with pytest.raises(ValueError, match="needs a keypoint model"):
         BuildConfig(metadata="-", out=tmp_path, keypoints="none", unmatched="drop")
+    assert BuildConfig(metadata="-", out=tmp_path, keypoints="none").unmatched == "keep"
 
 
 def dataset_bytes(out: Path) -> dict:
