@@ -347,7 +347,7 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
     from .decode import decode_image
     from .pipeline import BuildError, check_models, make_models
     from .records import Skip
-    from .writer import detection_record
+    from .detect import detection_record
 
     try:
         config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints, **reference)

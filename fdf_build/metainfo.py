@@ -27,6 +27,9 @@ Usage::
     r.photo_id, r.user_nsid, r.photo_url, r.download_url  # photo_id parsed from the URL if absent
     r.landmark_array()                                    # (7, 2) float32, NaN where null
     FaceRecord.from_json("0", entry, split="train").to_json() == {...}
+    FaceRecord.from_crop(face_crop, detector=..., crawl_date=...)  # what a build writes
+
+``attribution_csv`` derives the per-photo credit file from the records.
 
 Reading tolerates missing keys (published copies differ from one another) and older
 builds of this project (``category`` "face", ``photo_url`` the static URL beside a
@@ -35,18 +38,22 @@ builds of this project (``category`` "face", ``photo_url`` the static URL beside
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as _dt
+import io
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import numpy as np  # imported where arrays are made: search reads records and must start without numpy
+
+    from .records import FaceCrop
 
 METAINFO = "fdf_metainfo.json"
 #: FDF's ``category`` per split directory, and back.
@@ -103,7 +110,7 @@ def upload_date(date_uploaded: str) -> str:
         return text
 
 
-def crawl_date(date: str) -> str:
+def crawl_date_form(date: str) -> str:
     """An ISO date (``2019-03-06``) in FDF's unpadded form (``2019-3-6``); other text unchanged."""
     m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", str(date).strip())
     return f"{int(m.group(1))}-{int(m.group(2))}-{int(m.group(3))}" if m else str(date)
@@ -138,6 +145,14 @@ def points_array(points: Optional[tuple[Point, ...]], dtype=None, n: int = 7) ->
     if points is None:
         return np.full((n, 2), np.nan, dtype=dtype)
     return np.array([[np.nan, np.nan] if p is None else p for p in points], dtype=dtype).reshape(-1, 2)
+
+
+def rounded_points(points: np.ndarray, ndigits: int = 6) -> tuple[Point, ...]:
+    """``(N, 2)`` array points as the metainfo stores them: rounded, ``None`` where a point is NaN."""
+    import numpy as np
+
+    return tuple(None if np.isnan(p).any() else (round(float(p[0]), ndigits), round(float(p[1]), ndigits))
+                 for p in points)
 
 
 def _points_json(points: Optional[tuple[Point, ...]]) -> Optional[list]:
@@ -223,6 +238,55 @@ class FaceRecord:
     def original_landmark_array(self) -> np.ndarray:
         """``(7, 2) float32`` keypoints in original-photo pixels, NaN where null."""
         return points_array(self.original_landmark)
+
+    @classmethod
+    def from_crop(cls, c: FaceCrop, *, detector: str, crawl_date: str) -> "FaceRecord":
+        """The record of a face the build just cut (its ``category`` is set when the merge picks its split).
+
+        Crop-frame values (``bounding_box``, ``landmark``) are fractions of the crop
+        side, as ``bounding_box.npy`` / ``landmarks.npy`` hold them; ``original_*`` are
+        pixels of the original photo, unclamped. A keypoint no model found is ``null``
+        in both and named in ``keypoints_missing``.
+        """
+        import numpy as np
+
+        from .records import KEYPOINT_NAMES
+
+        size = c.image.shape[0]
+        p = c.photo
+        scores = c.face.keypoint_scores
+        landmarks68 = {}
+        if c.landmarks68 is not None:
+            in_crop = c.landmarks68.copy()
+            in_crop[((in_crop < 0) | (in_crop > size)).any(axis=1)] = np.nan  # crop frame: only points inside it
+            landmarks68 = {"landmarks68": rounded_points(c.face.landmarks68, 2),
+                           "landmark68": rounded_points(in_crop / size)}
+        return cls(
+            author=p.user_nickname,
+            bounding_box=tuple(round(float(v) / size, 6) for v in c.box),
+            date_crawled=crawl_date_form(crawl_date),
+            date_taken=p.date_taken,
+            date_uploaded=upload_date(p.date_uploaded),
+            landmark=rounded_points(c.landmarks),
+            license=p.license_name,
+            license_url=p.license_url,
+            original_bounding_box=tuple(round(float(v), 2) for v in c.face.box),
+            original_landmark=rounded_points(c.face.keypoints, 2),
+            photo_title=p.title,
+            photo_url=p.page_url or page_url(p.user_nsid, p.photo_id),
+            yfcc100m_line_idx=p.line_number,
+            user_nsid=p.user_nsid,
+            photo_id=p.photo_id,
+            download_url=c.download_url,
+            face_index=c.face_index,
+            face_score=c.face.score,
+            detector=detector,
+            keypoint_model=c.face.keypoint_model,
+            keypoint_scores=None if scores is None else tuple(
+                None if np.isnan(v) else round(float(v), 4) for v in scores),
+            keypoints_missing=tuple(n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any()),
+            **landmarks68,
+        )
 
     @classmethod
     def from_json(cls, key: Optional[Union[str, int]], data: Mapping[str, Any], *,
@@ -329,6 +393,29 @@ def read_metainfo(path: Union[str, Path]) -> dict[str, FaceRecord]:
         raise ValueError(f"{path}: not an FDF metainfo file (a JSON object keyed by image number)")
     split = path.parent.name if path.parent.name in CATEGORIES else None
     return {key: FaceRecord.from_json(key, entry, split=split) for key, entry in data.items()}
+
+
+#: attribution.csv's columns: one row per photo, as CC BY asks (who made it, its title, where it is, its license)
+ATTRIBUTION_FIELDS = ("photo_id", "author", "user_nsid", "title", "photo_url", "download_url", "license",
+                      "license_url", "images")
+
+
+def attribution_csv(faces: Iterable[tuple[int, FaceRecord]]) -> str:
+    """The text of ``attribution.csv`` for numbered faces: a row per photo, ``images`` its faces' numbers."""
+    rows: dict = {}
+    for n, r in faces:
+        row = rows.setdefault(r.photo_id if r.photo_id is not None else r.photo_url, {
+            "photo_id": r.photo_id, "author": r.author, "user_nsid": r.user_nsid, "title": r.photo_title,
+            "photo_url": r.photo_url, "download_url": r.download_url, "license": r.license,
+            "license_url": r.license_url, "images": [],
+        })
+        row["images"].append(str(n))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=ATTRIBUTION_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows.values():
+        writer.writerow({**row, "images": " ".join(row["images"])})
+    return out.getvalue()
 
 
 def dumps_metainfo(records: Mapping[str, FaceRecord]) -> str:

@@ -14,11 +14,12 @@ A build writes in two steps:
 
 Every file goes through :func:`atomic_write`: a temp file in the same
 directory, flushed and ``os.replace``-d, so no reader ever sees half a file.
+What a face's metainfo entry and the attribution file hold is
+:mod:`fdf_build.metainfo`'s; this module only writes them.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
@@ -36,8 +37,7 @@ import numpy as np
 from .geometry import GEOMETRY_FILE, CropGeometry
 from .layout import LANDMARKS68
 from .metadata import format_line, parse_line
-from .metainfo import CATEGORIES, METAINFO, FaceRecord, dumps_metainfo, page_url, points_array, upload_date
-from .metainfo import crawl_date as fdf_crawl_date
+from .metainfo import CATEGORIES, METAINFO, FaceRecord, attribution_csv, dumps_metainfo, points_array
 from .records import KEYPOINT_NAMES, FaceCrop, Photo, SkipReason
 from .split import SPLITS, split_of
 
@@ -84,61 +84,6 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _points(points: np.ndarray, ndigits: int = 6) -> tuple:
-    return tuple(None if np.isnan(p).any() else (round(float(p[0]), ndigits), round(float(p[1]), ndigits))
-                 for p in points)
-
-
-def face_record(c: FaceCrop, *, detector: str, crawl_date: str) -> FaceRecord:
-    """The metainfo record of one staged face (its ``category`` is set when the merge picks its split).
-
-    Crop-frame values (``bounding_box``, ``landmark``) are fractions of the crop
-    side, as ``bounding_box.npy`` / ``landmarks.npy`` hold them; ``original_*`` are
-    pixels of the original photo, unclamped. A keypoint no model found is ``null``
-    in both and named in ``keypoints_missing``.
-    """
-    size = c.image.shape[0]
-    p = c.photo
-    missing = tuple(n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any())
-    scores = c.face.keypoint_scores
-    return FaceRecord(
-        author=p.user_nickname,
-        bounding_box=tuple(round(float(v) / size, 6) for v in c.box),
-        date_crawled=fdf_crawl_date(crawl_date),
-        date_taken=p.date_taken,
-        date_uploaded=upload_date(p.date_uploaded),
-        landmark=_points(c.landmarks),
-        license=p.license_name,
-        license_url=p.license_url,
-        original_bounding_box=tuple(round(float(v), 2) for v in c.face.box),
-        original_landmark=_points(c.face.keypoints, 2),
-        photo_title=p.title,
-        photo_url=p.page_url or page_url(p.user_nsid, p.photo_id),
-        yfcc100m_line_idx=p.line_number,
-        user_nsid=p.user_nsid,
-        photo_id=p.photo_id,
-        download_url=c.download_url,
-        face_index=c.face_index,
-        face_score=c.face.score,
-        detector=detector,
-        keypoint_model=c.face.keypoint_model,
-        keypoint_scores=None if scores is None else tuple(
-            None if np.isnan(v) else round(float(v), 4) for v in scores),
-        keypoints_missing=missing,
-        **({} if c.landmarks68 is None else {
-            "landmarks68": _points(c.face.landmarks68, 2),
-            "landmark68": _points(_in_crop(c.landmarks68, size) / size),
-        }),
-    )
-
-
-def _in_crop(points: np.ndarray, size: int) -> np.ndarray:
-    """Crop-pixel points with those outside the crop set to NaN (``null`` in the crop frame)."""
-    points = points.copy()
-    points[((points < 0) | (points > size)).any(axis=1)] = np.nan
-    return points
-
-
 class ShardWriter:
     """Stages one shard's faces and photo outcomes; :meth:`close` writes the completion marker last.
 
@@ -169,7 +114,7 @@ class ShardWriter:
         staged = []
         for c in crops:
             name = f"{c.photo.line_number}_{c.face_index}.png"
-            record = face_record(c, detector=self.detector, crawl_date=self.crawl_date).to_json()
+            record = FaceRecord.from_crop(c, detector=self.detector, crawl_date=self.crawl_date).to_json()
             record["_file"] = name
             record["_box_px"] = [int(v) for v in c.box]
             staged.append((name, encode_png(c.image), record))
@@ -237,36 +182,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-ATTRIBUTION_FIELDS = ("photo_id", "author", "user_nsid", "title", "photo_url", "download_url", "license", "license_url")
-
-
-def _attribution_csv(faces: list[tuple[int, FaceRecord]]) -> str:
-    """One row per photo, as CC BY requires: who made it, its title, where it is, its license, and our images of it."""
-    rows: dict = {}
-    for n, r in faces:
-        row = rows.setdefault(
-            r.photo_id if r.photo_id is not None else r.photo_url,
-            {
-                "photo_id": r.photo_id,
-                "author": r.author,
-                "user_nsid": r.user_nsid,
-                "title": r.photo_title,
-                "photo_url": r.photo_url,
-                "download_url": r.download_url,
-                "license": r.license,
-                "license_url": r.license_url,
-                "images": [],
-            },
-        )
-        row["images"].append(str(n))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*ATTRIBUTION_FIELDS, "images"], lineterminator="\n")
-    writer.writeheader()
-    for row in rows.values():
-        writer.writerow({**row, "images": " ".join(row["images"])})
-    return out.getvalue()
-
-
 def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict], np.ndarray, np.ndarray]], *,
                 split: Optional[str] = None) -> None:
     """Write one split into the new, empty ``directory``: faces numbered 0..N-1 in the given order.
@@ -302,7 +217,7 @@ def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict]
                 landmarks68[n] = points_array(record.landmark68, n=68)
         _save_npy(directory / LANDMARKS68, landmarks68)
     atomic_write(directory / METAINFO, dumps_metainfo(metainfo))
-    atomic_write(directory / "attribution.csv", _attribution_csv(numbered))
+    atomic_write(directory / "attribution.csv", attribution_csv(numbered))
 
 
 def write_geometry(root: Path, geometry: CropGeometry) -> None:
@@ -390,25 +305,6 @@ def swap_in(staging: Path, final: Path) -> None:
     os.replace(staging, final)
     if old is not None:
         shutil.rmtree(old)
-
-
-def detection_record(image_name: str, image: np.ndarray, faces: list) -> dict:
-    """``fdf-build detect --json``'s line for one image: all faces, original pixels, null for missing keypoints."""
-    return {
-        "image": image_name,
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
-        "faces": [
-            {
-                "box": [round(float(v), 2) for v in f.box],
-                "score": f.score,
-                "keypoints": _points(f.keypoints, 2),
-                "keypoint_model": f.keypoint_model,
-                **({"landmarks68": _points(f.landmarks68, 2)} if f.landmarks68 is not None else {}),
-            }
-            for f in faces
-        ],
-    }
 
 
 def write_attributes(split_dir: Path, records: list[dict]) -> None:

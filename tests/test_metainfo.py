@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from fdf_build.metainfo import FaceRecord, crawl_date, photo_id_from_url, read_metainfo, upload_date
+from fdf_build.metainfo import FaceRecord, crawl_date_form, photo_id_from_url, read_metainfo, upload_date
 
 # an entry as FDF's README ("Metainfo") documents it, plus user_nsid, with real-looking values
 PUBLISHED = {
@@ -78,8 +78,8 @@ def test_reads_the_form_older_builds_wrote():
 def test_value_forms_of_dates():
     assert upload_date("1263678479") == "2010-01-16"
     assert upload_date("2010-01-16") == "2010-01-16" and upload_date("") == ""
-    assert crawl_date("2019-03-06") == "2019-3-6" and crawl_date("2019-3-6") == "2019-3-6"
-    assert crawl_date("yesterday") == "yesterday"
+    assert crawl_date_form("2019-03-06") == "2019-3-6" and crawl_date_form("2019-3-6") == "2019-3-6"
+    assert crawl_date_form("yesterday") == "yesterday"
 
 
 @pytest.mark.parametrize("url, expected", [
