@@ -26,12 +26,12 @@ from typing import Callable, Iterator, Optional
 
 from . import identity, metadata
 from .config import BuildConfig
+from .crop import cut_faces
 from .decode import decode_image
 from .detect import FaceDetector, make_detector
-from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
 from .facefilter import large_faces, matched_faces
+from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
 from .filters import Blocklist, Eligibility, resolve_licenses
-from .crop import cut_faces
 from .keypoints import KeypointModel, make_keypoint_model
 from .layout import WORK_DIR
 from .records import Malformed, Photo, Skip, SkipReason
