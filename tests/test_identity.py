@@ -75,7 +75,7 @@ def test_each_difference_is_named(tmp_path):
     then = identity_of(tmp_path, blocklist=["1@N00", "2@N00", "42"], min_face=64)
     now = identity_of(tmp_path, content=b"other\n", blocklist=["2@N00"], min_face=32, expand=1.5)
     found = differences(then, now)
-    assert found[:2] == ["expand was 2.0, now 1.5", "min_face was 64, now 32"]
+    assert found[:2] == ["expand was 1.4, now 1.5", "min_face was 64, now 32"]
     assert found[2].startswith("the metadata file is another one: meta-") and "(4 bytes" in found[2]
     assert "(6 bytes" in found[2]
     assert found[3] == "2 entries were removed from the blocklist (1@N00, 42)"
@@ -101,8 +101,8 @@ def test_licenses_are_compared_as_the_set_they_allow(tmp_path):
 
 
 @pytest.mark.parametrize("setting, value", [
-    ("size", 128), ("expand", 1.4), ("min_face", 32), ("keypoints", "none"), ("detector_threshold", 0.6),
-    ("keypoint_threshold", 0.3), ("unmatched", "drop"), ("limit", 10), ("shard_size", 5), ("flickr_size", "b"),
+    ("size", 128), ("expand", 2.0), ("min_face", 32), ("keypoints", "mediapipe"), ("detector_threshold", 0.6),
+    ("keypoints_outside", "nan"), ("unmatched", "keep"), ("limit", 10), ("shard_size", 5), ("flickr_size", "b"),
     ("detect_max_side", 640), ("max_bytes", 1000), ("val_fraction", 0.5), ("fp16", True),
 ])
 def test_every_setting_that_changes_the_output_is_a_difference(tmp_path, setting, value):
