@@ -282,10 +282,12 @@ def test_a_resume_over_another_metadata_file_is_refused(built, world, tmp_path):
 
 @pytest.mark.parametrize("changes, named", [
     (dict(licenses=("by",)), "licenses was "),
-    (dict(expand=1.4), "expand was 2.0, now 1.4"),
+    (dict(expand=2.0), "expand was 1.4, now 2.0"),
+    (dict(keypoints_outside="nan"), "keypoints_outside was clamp, now nan"),
     (dict(size=128), "size was 256, now 128"),
     (dict(min_face=32), "min_face was 64, now 32"),
-    (dict(keypoints="none"), "keypoints was mediapipe, now none"),
+    (dict(keypoints="mediapipe"), "keypoints was mediapipe+movenet, now mediapipe"),
+    (dict(unmatched="keep"), "unmatched was drop, now keep"),
     (dict(detector_threshold=0.7), "detector_threshold was 0.5, now 0.7"),
 ])
 def test_a_resume_with_other_settings_names_them(built, world, changes, named):
