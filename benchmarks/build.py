@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fdf_build.config import BuildConfig
+from fdf_build.config import DEFAULT_KEYPOINTS, KEYPOINT_MODELS, BuildConfig
 from fdf_build.decode import decode_image
 from fdf_build.demo import demo_photos
 from fdf_build.filters import face_large_enough
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=6)
     parser.add_argument("--workers", type=int, default=16, help="the build's --workers (the CLI default: 16)")
-    parser.add_argument("--keypoints", default="mediapipe", choices=("mediapipe", "none"))
+    parser.add_argument("--keypoints", default=DEFAULT_KEYPOINTS, choices=KEYPOINT_MODELS)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 

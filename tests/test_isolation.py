@@ -158,14 +158,14 @@ def test_an_unexpected_exception_fails_that_photo_only_and_retry_failed_redoes_i
 def test_a_photo_failing_while_its_faces_are_staged_leaves_none_of_them(world, tmp_path, monkeypatch):
     """The second face of a two-face photo cannot be written: the photo is an internal error with no face kept."""
     tsv, routes, photos, _ = world
-    original = writer.face_record
+    original = writer.FaceRecord.from_crop
 
-    def face_record(c, **kw):
+    def from_crop(c, **kw):
         if c.face_index == 1 and c.photo.title == "whitehouse obama biden":
             raise ValueError("cannot encode this face")
         return original(c, **kw)
 
-    monkeypatch.setattr(writer, "face_record", face_record)
+    monkeypatch.setattr(writer.FaceRecord, "from_crop", staticmethod(from_crop))
     with LocalServer(routes, max_seconds=120) as server:
         config = BuildConfig(metadata=str(tsv), out=tmp_path / "o", base_url=server.url, keypoints="none")
         summary = pipeline.run_build(config)
