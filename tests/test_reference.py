@@ -316,6 +316,7 @@ def test_landmarks68_land_beside_the_keypoints_in_the_crop_frame_and_survive_rem
     from fdf_build import privacy
     from fdf_build.data import FDF256Dataset
     from fdf_build.demo import run_demo
+    from fdf_build.geometry import CropGeometry
     from fdf_build.layout import verify_split
     from fdf_build.writer import points_array
 
@@ -333,13 +334,12 @@ def test_landmarks68_land_beside_the_keypoints_in_the_crop_frame_and_survive_rem
     assert landmarks68.shape == (len(meta), 68, 2) and len(meta) > 0
     inside = 0
     for n, m in meta.items():
-        # FAN's square (side 200 (w + h) / 195) is wider than the 2x crop: random-weight points may leave it
+        # FAN's square (side 200 (w + h) / 195) is wider than the 1.4x crop: random-weight points may leave it
         crop = points_array(m["landmark68"])
         np.testing.assert_array_equal(landmarks68[int(n)], crop)
-        # the crop frame is the photo frame moved and scaled like the face box
-        box, original = np.array(m["bounding_box"]) * 256, np.array(m["original_bounding_box"])
-        scale = (box[2] - box[0]) / (original[2] - original[0])
-        expected = (np.array(m["landmarks68"]) - original[:2]) * scale + box[:2]
+        # the crop frame is the photo frame moved and scaled as the face's crop was cut (crop_geometry.json)
+        t = CropGeometry.of_dataset(out).transform(np.array(m["original_bounding_box"]))
+        expected = t.forward(points_array(m["landmarks68"], n=68))
         found = ~np.isnan(crop[:, 0])
         assert ((expected[~found] < 0) | (expected[~found] > 256)).any(axis=1).all()  # null: outside the crop
         np.testing.assert_allclose(crop[found] * 256, expected[found], atol=0.6)
