@@ -34,7 +34,7 @@ from .fetch import Fetcher, HostThrottle, RetryBudget, make_session
 from .filters import Blocklist, Eligibility, resolve_licenses
 from .keypoints import KeypointModel, make_keypoint_model
 from .layout import WORK_DIR
-from .records import Malformed, Photo, Skip, SkipReason
+from .records import FaceCrop, Malformed, Photo, Skip, SkipReason
 from .scan import ScanSummary
 from .writer import ShardWriter, completed_stats, merge_shards, write_geometry, write_json
 
