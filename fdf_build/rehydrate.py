@@ -42,7 +42,7 @@ from . import metadata, privacy
 from .decode import decode_image
 from .fetch import Fetcher
 from .filters import Blocklist
-from .geometry import crop, square_around
+from .geometry import CropGeometry, recompute_crop
 from .layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
 from .metainfo import FaceRecord, read_metainfo
 from .records import Photo, Skip, SkipReason
@@ -90,7 +90,7 @@ class Geometry:
 
     def recut(self, image: np.ndarray, box) -> np.ndarray:
         """The crop of ``box`` (original-photo pixels) exactly as the build cut it."""
-        return crop(image, square_around(np.asarray(box, dtype=np.float64), expand=self.expand, out_size=self.size))
+        return recompute_crop(image, np.asarray(box, dtype=np.float64), CropGeometry(self.expand, self.size))[0]
 
 
 def _saved_build_config(dataset: Path) -> Optional[dict]:
@@ -107,9 +107,10 @@ def load_geometry(dataset: Path) -> Geometry:
     dataset = Path(dataset)
     try:
         if (dataset / GEOMETRY).is_file():
-            return Geometry(**json.loads((dataset / GEOMETRY).read_text()))
+            data = json.loads((dataset / GEOMETRY).read_text())  # a build's CropGeometry, or a pack's record
+            return Geometry(expand=float(data["expand"]), size=int(data["size"]), flickr_size=data.get("flickr_size"))
         config = _saved_build_config(dataset)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, KeyError) as e:
         raise RehydrateError(f"{dataset / GEOMETRY}: not a crop geometry ({e})") from None
     if config is None:
         raise RehydrateError(f"{dataset} records no crop geometry: neither {GEOMETRY} nor .work/build.json; "
