@@ -261,10 +261,11 @@ def annotate_split(split_dir: Path, models: AttributeModels, *, progress=None) -
 def crops_as_built(image: NDArray[np.uint8], faces: list, *, expand: float, size: int) -> list[tuple]:
     """Each face's (crop, box) as a build cuts and stores them: the crop's pixels and the face box in whole crop
     pixels (as ``bounding_box.npy`` keeps it)."""
-    from .geometry import crop, square_around
+    from .geometry import CropGeometry, crop
 
-    transforms = [square_around(face.box, expand=expand, out_size=size) for face in faces]
-    return [(crop(image, t), np.round(t.forward_box(face.box)).astype(np.float64))
+    geometry = CropGeometry(expand, size)
+    transforms = [geometry.transform(face.box) for face in faces]
+    return [(crop(image, t), geometry.crop_box(t, face.box).astype(np.float64))
             for face, t in zip(faces, transforms)]
 
 
