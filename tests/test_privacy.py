@@ -478,11 +478,11 @@ def read_attributes(split_dir):
 
 
 def test_removal_renumbers_attributes_with_the_rest(dataset):
-    from fdf_build.attributes import annotate_split
+    from fdf_build.attributes import AttributeModels, annotate_split
 
-    before = {}
+    before, models = {}, AttributeModels()
     for split in ("train", "val"):
-        annotate_split(dataset / split)
+        annotate_split(dataset / split, models)
         before[split] = read_attributes(dataset / split)
     result = CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", "alice@N00"])
     assert result.exit_code == 0, result.output
@@ -622,9 +622,9 @@ def test_no_staging_left_by_a_failure_while_writing(dataset, monkeypatch):
         raise KeyError("photo_id")  # what the published schema once raised mid-removal
 
     monkeypatch.setattr(privacy, "write_attributes", boom)
-    from fdf_build.attributes import annotate_split
+    from fdf_build.attributes import AttributeModels, annotate_split
 
-    annotate_split(dataset / "train")
+    annotate_split(dataset / "train", AttributeModels())
     before = dataset_bytes(dataset)
     with pytest.raises(KeyError):
         privacy.remove_faces(privacy.plan_removal(dataset, nsids=["alice@N00"]))
