@@ -96,6 +96,25 @@ def build_options(command):
     return command
 
 
+def politeness_options(command):
+    """How photos are fetched from Flickr, shared by ``build`` and ``rehydrate`` (the same fetcher serves both)."""
+    options = [
+        click.option("--per-host", type=click.IntRange(1), default=8, show_default=True,
+                     help="Concurrent requests per host."),
+        click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
+                     help="Requests per second to each host; a host answering 429/503 is paused for all workers."),
+        click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
+                     help="Seconds to connect and between bytes of a photo."),
+        click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+                     help="Retries per photo on connection errors, timeouts, 5xx and 429."),
+        click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
+                     help="Retries allowed in the whole run, so a host that is down fails fast."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def reference_options(command):
     """Options of the reference backends (``[reference]`` extra), shared by ``build`` and ``detect``."""
     options = [
@@ -234,22 +253,13 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
               help="Refuse photos whose header declares more pixels than this (too_large), before decoding them.")
 @click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True,
               help="Photos per shard; a completed shard is never redone when a build is re-run.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
-              help="Seconds to connect and between bytes of a photo.")
-@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
-              help="Retries per photo on connection errors, timeouts, 5xx and 429.")
-@click.option("--per-host", type=click.IntRange(1), default=8, show_default=True,
-              help="Concurrent requests per host.")
-@click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
-              help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
+@politeness_options
 @reference_options
 @click.option("--resume/--restart", default=True, show_default=True,
               help="Keep the completed shards of an earlier run of this build (the default), or discard them.")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="Build shards in this process, or on Ray actors (pip install 'fdf_build[ray]').")
 @click.option("--ray-address", help="Ray cluster to join (default: start a local Ray).")
-@click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
-              help="Retries allowed in the whole run, so a host that is down fails fast.")
 @click.option("--attributes", "with_attributes", is_flag=True,
               help="Then write every face's FFHQ-Features attributes, as `fdf-build attributes OUT` does.")
 def build(file: str, with_attributes: bool, **options) -> None:
@@ -566,16 +576,7 @@ cli.add_command(download_command, name="download")
                    "without it the run stops unfinished and a re-run tries them again.")
 @click.option("--workers", type=click.IntRange(1, 512), default=16, show_default=True,
               help="Photos in flight at once.")
-@click.option("--per-host", type=click.IntRange(1), default=8, show_default=True,
-              help="Concurrent requests per host.")
-@click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
-              help="Requests per second to each host; a host answering 429/503 is paused for all workers.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
-              help="Seconds to connect and between bytes of a photo.")
-@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
-              help="Retries per photo on connection errors, timeouts, 5xx and 429.")
-@click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
-              help="Retries allowed in the whole run, so a host that is down fails fast.")
+@politeness_options
 def rehydrate(dataset: Path, **options) -> None:
     """Recreate the images of a metadata-only DATASET from the photos on Flickr.
 
