@@ -74,7 +74,7 @@ def photo_id_from_url(url: str) -> Optional[int]:
     parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
     host, path = parts.netloc.lower(), parts.path
     if host.endswith("flic.kr"):
-        m = re.match(r"/p/([1-9a-zA-HJ-NP-Z]+)", path)
+        m = re.match(r"/p/([1-9a-km-zA-HJ-NP-Z]+)", path)
         if not m:
             return None
         number = 0

@@ -88,6 +88,8 @@ def test_value_forms_of_dates():
     ("http://farm5.staticflickr.com/4025/4279482917_0a1b2c3d4e_z.jpg", 4279482917),
     ("https://live.staticflickr.com/65535/52_abcdef0123_o.png", 52),
     ("https://flic.kr/p/2", 1),
+    ("https://flic.kr/p/kb", 19 * 58 + 10),  # base58: k is the 20th digit, b the 11th
+    ("https://flic.kr/p/l", None),  # l is not a base58 digit (it was a ValueError)
     ("https://example.com/x.jpg", None),
     ("", None),
 ])
