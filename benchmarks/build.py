@@ -23,16 +23,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from _photos import served_demo_photos
 from fdf_build.config import DEFAULT_KEYPOINTS, KEYPOINT_MODELS, BuildConfig
 from fdf_build.decode import decode_image
-from fdf_build.demo import demo_photos
 from fdf_build.filters import face_large_enough
 from fdf_build.localserver import LocalServer
 from fdf_build.metadata import format_line
 from fdf_build.pipeline import make_models, run_build
-from fdf_build.synthetic import synthetic_photo
 
 
 def bare(photos: list[bytes], config: BuildConfig, models, cpus: int) -> tuple[float, int]:
@@ -67,12 +65,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    photos = list(demo_photos().values()) * args.copies
-    records, routes = [], {}
-    for i, data in enumerate(photos):
-        photo = synthetic_photo(i)
-        records.append(photo)
-        routes[urlsplit(photo.download_url).path] = data
+    records, routes = served_demo_photos(args.copies)
+    photos = list(routes.values())
     cpus = os.cpu_count() or 1
     times = {"bare": [], "build": []}
     with tempfile.TemporaryDirectory() as tmp, LocalServer(routes, max_seconds=3600) as server:

@@ -18,16 +18,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from _photos import served_demo_photos
 from fdf_build.archive import pack, safe_extract
 from fdf_build.config import BuildConfig
-from fdf_build.demo import demo_photos
 from fdf_build.localserver import LocalServer
 from fdf_build.metadata import format_line
 from fdf_build.pipeline import run_build
 from fdf_build.rehydrate import RehydrateConfig, rehydrate
-from fdf_build.synthetic import synthetic_photo
 
 
 def main() -> None:
@@ -37,12 +35,8 @@ def main() -> None:
     parser.add_argument("--keypoints", default="mediapipe", choices=("mediapipe", "none"))
     args = parser.parse_args()
 
-    photos = list(demo_photos().values()) * args.copies
-    records, routes = [], {}
-    for i, data in enumerate(photos):
-        photo = synthetic_photo(i)
-        records.append(photo)
-        routes[urlsplit(photo.download_url).path] = data
+    records, routes = served_demo_photos(args.copies)
+    photos = list(routes.values())
 
     with tempfile.TemporaryDirectory() as tmp, LocalServer(routes, max_seconds=1200) as server:
         tmp = Path(tmp)
