@@ -92,9 +92,9 @@ class Region:
         m[:, 2] = self.size / 2 - m[:, :2] @ (self.cx, self.cy)
         return m
 
-    def cut(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    def cut(self, image: NDArray[np.uint8], border: int = cv2.BORDER_CONSTANT) -> NDArray[np.uint8]:
         return cv2.warpAffine(image, self.matrix(), (self.size, self.size), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                              borderMode=border, borderValue=0)
 
     def to_image(self, points: NDArray) -> NDArray[np.float64]:
         """Region pixels (``(N, 2)`` or ``(N, 3)``; z is scaled like x) back to image pixels."""
@@ -147,7 +147,10 @@ class FaceMesh:
         self.min_score = min_score
 
     def _run(self, image: NDArray[np.uint8], region: Region) -> tuple[NDArray, float]:
-        x = region.cut(image).astype(np.float32)[None] / 255
+        # the mesh's regions (1.5x the face) reach past FDF256's 1.4x crop: black margins there make the model
+        # lose turned faces, so the crop's edge pixels are repeated outward, as MediaPipe's own ImageToTensor
+        # does by default (BORDER_REPLICATE)
+        x = region.cut(image, cv2.BORDER_REPLICATE).astype(np.float32)[None] / 255
         with self._lock:
             self._interpreter.set_tensor(self._input, x)
             self._interpreter.invoke()

@@ -99,8 +99,6 @@ def test_agreement_with_ffhq_features_records(detector, models):
     assert all(set(a["emotion"]) == set(EMOTIONS) and "contempt" not in a["emotion"] for a in ours)
 
 
-@pytest.mark.xfail(strict=True, reason="face mesh finds no face in FDF256's 1.4x crop of this turned face (crops were "
-                   "2.0x before #14): attributes must frame face mesh wider than the dataset crop")
 def test_pose_signs_on_mirrored_and_tilted_faces(detector, models, shared_faces):
     turned = load_rgb(shared_faces / "pexels_woman_turned.png")
 
