@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.attributes import AttributeModels, OnnxAttributeModel, image_quality, photo_attributes
+from fdf_build.attributes import AttributeModels, OnnxAttributeModel, face_id, image_quality, photo_attributes
 from fdf_build.cli import cli
 from fdf_build.config import DEFAULT_EXPAND
 from fdf_build.face_models import EMOTIONS
 from fdf_build.data import FDF256Dataset
 from fdf_build.layout import load_metainfo
+from fdf_build.metainfo import FaceRecord
 
 from fdf_build.crop import cut_face
 from fdf_build.geometry import CropGeometry, crop, square_around
@@ -199,6 +200,30 @@ def test_face_ids_are_unique_without_face_index(tmp_path):
     first = ids()
     assert len(set(first)) == len(first) == len(meta)
     assert ids() == first
+
+
+#: faceIds written down once, checked by hand against RFC 4122's uuid5 (SHA-1 of the URL namespace's 16 bytes and
+#: the name, version and variant bits set) with hashlib alone: a change of the id rule re-ids every published face.
+FIXED_FACE_IDS = [
+    # FDF's published form (no face_index): the photo page, the split and the image number
+    ("val", "7", {"photo_url": "http://www.flickr.com/photos/12345678@N00/4279482917/", "category": "validation"},
+     "eca2ee1a-eb85-54cf-a48c-14c6fd0d1e5a"),
+    # what builds write: the photo page (not the download URL beside it) and the face's index in its photo,
+    # whatever its split and number; index 0 is an index too
+    ("train", "5", {"photo_url": "http://www.flickr.com/photos/12345678@N00/4279482917/", "face_index": 0,
+                    "download_url": "http://farm5.staticflickr.com/4025/4279482917_0a1b2c3d4e.jpg"},
+     "c0a40c98-a499-54e7-91ab-a72ca8159672"),
+    ("train", "0", {"photo_url": "http://www.flickr.com/photos/12345678@N00/4279482917/", "face_index": 1},
+     "d78d9b96-494e-51d8-bf6f-82ce653888f3"),
+    # no photo page known: the download URL stands in for it
+    ("train", "3", {"download_url": "http://farm5.staticflickr.com/4025/4279482917_0a1b2c3d4e.jpg", "face_index": 2},
+     "63ec4770-87ca-5667-b913-d4724f2b37e6"),
+]
+
+
+@pytest.mark.parametrize("split, image, entry, expected", FIXED_FACE_IDS)
+def test_face_ids_of_fixed_entries_are_the_written_down_ones(split, image, entry, expected):
+    assert face_id(FaceRecord.from_json(image, entry), split) == expected
 
 
 def test_detect_attributes_equal_what_attributes_writes(tmp_path, detector):
