@@ -149,8 +149,8 @@ class FaceMesh:
 
     def _run(self, image: NDArray[np.uint8], region: Region) -> tuple[NDArray, float]:
         # the mesh's regions (1.5x the face) reach past FDF256's 1.4x crop: black margins there make the model
-        # lose turned faces, so the crop's edge pixels are repeated outward, as MediaPipe's own ImageToTensor
-        # does by default (BORDER_REPLICATE)
+        # lose turned faces, so the crop's edge pixels are repeated outward, as MediaPipe's own face-landmark
+        # graph does (its cropping sets BORDER_REPLICATE, ImageToTensor's default)
         x = region.cut(image, cv2.BORDER_REPLICATE).astype(np.float32)[None] / 255
         with self._lock:
             self._interpreter.set_tensor(self._input, x)
