@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import re
@@ -188,15 +189,30 @@ def test_dry_run_and_verify_only(mirror, tmp_path):
     assert result.exit_code == 1 and "not downloaded" in result.output
 
 
-def test_default_manifest_keeps_the_published_md5s():
-    md5 = {f.name: f.md5 for f in load_manifest()}
-    assert md5 == {
-        "metainfo.zip": "b790269bd64e9a6c1b1b032a9ff60410",
-        "cc-by-2.zip": "e45e313358a5912927ed3a8aa620b3b1",
-        "cc-by-nc-2.zip": "12c531a59a47783bca53d69b04653805",
-        "cc-by-sa-2.zip": "2cd40e77def0e14148530d7f250a199e",
-        "cc-by-nc-sa-2.zip": "afad28fdb033ae57ce5e5e2d95a6be18",
-    }
+#: the md5s FDF256's authors publish, copied by hand from hukkelas/FDF's download_fdf256.py (commit e173b65)
+PUBLISHED_MD5 = {
+    "metainfo.zip": "b790269bd64e9a6c1b1b032a9ff60410",
+    "cc-by-2.zip": "e45e313358a5912927ed3a8aa620b3b1",
+    "cc-by-nc-2.zip": "12c531a59a47783bca53d69b04653805",
+    "cc-by-sa-2.zip": "2cd40e77def0e14148530d7f250a199e",
+    "cc-by-nc-sa-2.zip": "afad28fdb033ae57ce5e5e2d95a6be18",
+}
+
+
+def test_default_download_checks_every_archive_against_the_published_md5s(tmp_path):
+    """Served other bytes under the published archives' names, a download with the default manifest refuses each
+    one, naming the md5 FDF publishes for it and the one it got, and keeps nothing."""
+    routes = {f"/m/{name}": f"not the published {name}".encode() for name in PUBLISHED_MD5}
+    with LocalServer(routes, max_seconds=60) as server:
+        result = CliRunner().invoke(download_command,
+                                    [str(tmp_path / "copy"), "--base-url", server.url + "/m", "--retries", "0"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    for name, published in PUBLISHED_MD5.items():
+        got = hashlib.md5(routes[f"/m/{name}"]).hexdigest()
+        assert re.search(rf"{re.escape(name)}: failed - .*md5 mismatch: got {got} .*expected {published}$",
+                         result.output, re.M), result.output
+    assert f"5 of 5 file(s) failed: {', '.join(PUBLISHED_MD5)}." in result.output
+    assert not (tmp_path / "copy").exists() or not any((tmp_path / "copy").rglob("*"))
 
 
 def _zip(path: Path, entries: list[tuple[str, bytes, int]]) -> Path:
