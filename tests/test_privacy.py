@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sqlite3
 import sys
-import time
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -516,16 +516,27 @@ def test_removals_take_turns(dataset, tmp_path):
     script = ("import sys; from fdf_build.cli import cli; "
               "cli(['remove', sys.argv[1], '--user-nsid', 'dave@N03'], prog_name='fdf-build')")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    errors, waiting = [], threading.Event()
+
+    def read_errors(stream):
+        for line in stream:
+            errors.append(line)
+            if "waiting" in line:
+                waiting.set()
+
     with privacy.dataset_lock(dataset):
         second = subprocess.Popen([sys.executable, "-c", script, str(dataset)], env=env, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(3)  # long enough to start and reach the lock
-        assert second.poll() is None, second.communicate()
+        reader = threading.Thread(target=read_errors, args=(second.stderr,), daemon=True)
+        reader.start()
+        # the second removal says it waits once it has met the lock: no guess at how long it takes to get there
+        assert waiting.wait(60) and second.poll() is None, "".join(errors)
         assert faces_of(dataset, "dave@N03")  # nothing happened while the lock was held
         privacy.remove_faces(privacy.plan_removal(dataset, nsids=["bob@N01"]))  # the holder may go on
-    out, err = second.communicate(timeout=60)
-    assert second.returncode == 0, err
-    assert "waiting" in err and "face(s) removed" in out
+    out = second.stdout.read()  # to the end: the second removal has run and exited
+    assert second.wait(60) == 0, "".join(errors)
+    reader.join(60)
+    assert "face(s) removed" in out
     assert owners_in(dataset) == {"alice@N00", "carol@N02", "erin@N04"}
     assert verify_dataset(dataset) == {"train": [], "val": []}
 
