@@ -324,6 +324,8 @@ def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:
 
 
 def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
+    from .privacy import removals
+
     progress = progress or (lambda stage, n: None)
     check_models(config)
     work, crawl_date, started_with = _prepare_work_dir(config)
@@ -331,7 +333,10 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
     scan_summary = ScanSummary()
     shard_dirs = []
     now = Blocklist.from_file(config.blocklist)
-    blocked_since = Blocklist(now.nsids - started_with.nsids, now.photo_ids - started_with.photo_ids)
+    # never fetched, though the shards keep the photos the build started with: blocklisted since it started, or
+    # removed from the dataset (a --restart over a removal must not fetch and cut the removed faces again)
+    not_fetched = (Blocklist(now.nsids - started_with.nsids, now.photo_ids - started_with.photo_ids)
+                     | removals(Path(config.out)))
 
     def pending() -> Iterator[tuple[list[Photo], Path]]:
         """Shards still to build, in order; completed ones are counted and skipped on the way."""
@@ -341,8 +346,8 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
             shard_dirs.append(shard_dir)
             stats = completed_stats(shard_dir)
             if stats is None:
-                allowed = [p for p in photos if p not in blocked_since]
-                if len(allowed) < len(photos):  # blocklisted since the build started: never fetched
+                allowed = [p for p in photos if p not in not_fetched]
+                if len(allowed) < len(photos):
                     summary.skipped[SkipReason.BLOCKLISTED.value] += len(photos) - len(allowed)
                     progress("photos", len(photos) - len(allowed))
                 yield allowed, shard_dir

@@ -396,16 +396,6 @@ def test_rate_limiter_spaces_calls():
     assert now[0] == pytest.approx(1.0) and slept == pytest.approx([0.25] * 4)
 
 
-def test_build_honours_the_removal_blocklist(dataset):
-    from fdf_build.filters import Eligibility
-
-    CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", "carol@N02"])
-    elig = Eligibility.from_options(("by",), dataset / "blocklist.txt")
-    assert elig(synthetic_photo(9, nsid="carol@N02")).value == "blocklisted"
-    assert elig(synthetic_photo(9, nsid="dave@N03")) is None
-    assert Path(dataset / "removed.jsonl").is_file()
-
-
 @pytest.fixture
 def world(tmp_path):
     """Four real photos of three owners, the last one failing with 503 on its first tries."""
@@ -449,6 +439,32 @@ def test_a_removal_is_final_through_retry_failed_and_rebuilds(world, tmp_path):
     for nsid in ("bea@N01", "cid@N02"):
         assert privacy.search(out, nsids=[nsid]) == []
     assert verify_dataset(out) == {"train": [], "val": []}
+
+
+def test_build_honours_the_removal_blocklist(world, tmp_path):
+    """After a removal, a build from scratch (--restart) into the dataset, or into another folder given the
+    dataset's blocklist.txt, neither fetches the removed owner's photos nor keeps her faces, not even in its shards."""
+    tsv, routes, _ = world
+    out = tmp_path / "out"
+    bea = {urlsplit(synthetic_photo(i, nsid="bea@N01").download_url).path for i in (1, 2)}  # world's photos 1 and 2
+    with LocalServer(routes, max_seconds=120) as server:
+        def build(target, *args):
+            result = CliRunner().invoke(cli, ["build", str(tsv), "--out", str(target), "--base-url", server.url,
+                                              "--val-fraction", "0", "--shard-size", "2", "--keypoints", "none",
+                                              "--workers", "2", *args])
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        build(out)
+        assert owners_in(out) == {"ann@N00", "bea@N01", "cid@N02"}
+        assert CliRunner().invoke(cli, ["remove", str(out), "--user-nsid", "bea@N01"]).exit_code == 0
+        for target, args in ((out, ["--restart"]), (tmp_path / "elsewhere", ["--blocklist", str(out / "blocklist.txt")])):
+            before = len(server.requests)
+            build(target, *args)
+            assert owners_in(target) == {"ann@N00", "cid@N02"}
+            assert {path for path, _ in server.requests[before:]}.isdisjoint(bea), target
+            cut = {p.name.split("_")[0] for p in (target / ".work").rglob("*.png")}
+            assert cut == {"0", "3"}, target  # faces of photos 0 and 3 only: ann's and cid's
 
 
 def test_merges_leave_out_what_a_grown_blocklist_names(world, tmp_path):
