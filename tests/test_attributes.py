@@ -228,6 +228,8 @@ def test_face_ids_are_unique_without_face_index(tmp_path):
     first = ids()
     assert len(set(first)) == len(first) == len(meta)
     assert ids() == first
+    # what the command writes is the written-down rule's id (uuid5 of "<photo page>#train/<image>", by hand)
+    assert first[:2] == ["efbb4bab-04d7-5bb3-9d6e-5685d6d1ae9a", "539957bf-bcbe-5f63-8e27-39ea7a0aabf3"]
 
 
 #: faceIds written down once, checked by hand against RFC 4122's uuid5 (SHA-1 of the URL namespace's 16 bytes and
