@@ -40,7 +40,8 @@ class DemoFace:
 @cache
 def demo_annotations() -> dict[str, list[DemoFace]]:
     """Each demo photo's annotated faces, in demo-photo pixels, with the outcome a build must give them."""
-    by_stem = {im["file"].rsplit(".", 1)[0]: im for im in json.loads((FACES / "annotations.json").read_text())["images"]}
+    images = json.loads((FACES / "annotations.json").read_text())["images"]
+    by_stem = {im["file"].rsplit(".", 1)[0]: im for im in images}
     out = {}
     for path in sorted(DEMO_DATA.glob("*.jpg")):
         annotation = by_stem[path.stem]

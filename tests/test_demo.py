@@ -18,7 +18,8 @@ from .demo_faces import UNANNOTATED_DETECTIONS, VAL_PHOTOS, demo_annotations, io
 #: the license demo.py gives each photo's record, written down: every face must carry its own photo's
 DEMO_LICENSE = {"codait_luciano.jpg": "by", "pexels_baseball_team.jpg": "by-sa", "pexels_cyclists.jpg": "by-nc",
                 "pexels_face_paint_lowres.jpg": "by-nc-sa", "pexels_tennis_player.jpg": "by",
-                "pexels_woman_turned.jpg": "by-sa", "skimage_astronaut.jpg": "by-nc", "whitehouse_obama_biden.jpg": "by"}
+                "pexels_woman_turned.jpg": "by-sa", "skimage_astronaut.jpg": "by-nc",
+                "whitehouse_obama_biden.jpg": "by"}
 
 
 @pytest.fixture(scope="module")

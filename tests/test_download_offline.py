@@ -1,6 +1,6 @@
 """download_fdf256.py when a source cannot be reached: it gives the source up at once (no retry, no backoff), says
-why once per file, says what to do next, and leaves nothing behind. No network: an unresolvable ``.invalid`` name, a refused loopback port, and
-TLS spoken to a plain-HTTP loopback server."""
+why once per file, says what to do next, and leaves nothing behind. No network: an unresolvable ``.invalid`` name,
+a refused loopback port, and TLS spoken to a plain-HTTP loopback server."""
 
 import hashlib
 import json

@@ -458,7 +458,8 @@ def test_build_honours_the_removal_blocklist(world, tmp_path):
         build(out)
         assert owners_in(out) == {"ann@N00", "bea@N01", "cid@N02"}
         assert CliRunner().invoke(cli, ["remove", str(out), "--user-nsid", "bea@N01"]).exit_code == 0
-        for target, args in ((out, ["--restart"]), (tmp_path / "elsewhere", ["--blocklist", str(out / "blocklist.txt")])):
+        elsewhere = tmp_path / "elsewhere"
+        for target, args in ((out, ["--restart"]), (elsewhere, ["--blocklist", str(out / "blocklist.txt")])):
             before = len(server.requests)
             build(target, *args)
             assert owners_in(target) == {"ann@N00", "cid@N02"}
