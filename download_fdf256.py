@@ -8,7 +8,7 @@
 Re-running downloads nothing that is already verified and resumes partial files.
 """
 
-from fdf_build.cli import download_main
+from fdf_build.cli.download import download_main
 
 if __name__ == "__main__":
     download_main()

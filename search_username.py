@@ -6,7 +6,7 @@
 Exit status: 0 when something was found, 1 when not, 2 on bad input.
 """
 
-from fdf_build.cli_search import search_main
+from fdf_build.cli.search import search_main
 
 if __name__ == "__main__":
     search_main()

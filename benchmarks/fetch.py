@@ -4,7 +4,7 @@ A neutral keep-alive server in its own processes, nginx (Debian's nginx-light, w
 --latency per response), serves --photos real-size JPEGs (the bundled demo photos under distinct
 Flickr-style paths) on 9 ports, one per Flickr farm of the photo's URL, as a build without --base-url
 spreads over farm1..farm9. The same URL list is then fetched, --repeats times each, medians printed:
-  * fdf_build, build defaults: the fetcher a default `fdf-build build` makes (`pipeline.make_fetcher`:
+  * fdf_build, build defaults: the fetcher a default `fdf-build build` makes (`BuildConfig.fetcher`:
     --rate 20 per host, --per-host 8, retries, retry budget) on the CLI's 16 workers, each body written
     to a file, as the build's fetch stage does before decoding;
   * fdf_build, unthrottled: the same stage with no rate cap and --threads connections per host;
@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 from fdf_build.cli import build as build_command
 from fdf_build.config import BuildConfig
 from fdf_build.demo import demo_photos
-from fdf_build.pipeline import make_fetcher
 from fdf_build.synthetic import synthetic_photo
 
 FARMS = 9
@@ -160,8 +159,8 @@ def measure(server: Nginx, photos, polite: BuildConfig, unthrottled: BuildConfig
     for r in range(args.repeats):
         work = tmp / f"run{r}"
         work.mkdir()
-        runs["polite"].append(fetch_all(make_fetcher(polite), urls, polite.threads, work / "polite"))
-        runs["unthrottled"].append(fetch_all(make_fetcher(unthrottled), urls, unthrottled.threads,
+        runs["polite"].append(fetch_all(polite.fetcher(), urls, polite.threads, work / "polite"))
+        runs["unthrottled"].append(fetch_all(unthrottled.fetcher(), urls, unthrottled.threads,
                                              work / "unthrottled"))
         seconds, span, fetched = img2dataset(i2d, urls, args, work)
         if fetched != len(urls):

@@ -51,7 +51,7 @@ def main() -> None:
         pack(tmp / "build", tmp / "mirror", metadata_only=True)
         safe_extract(tmp / "mirror" / "metainfo.zip", tmp / "copy")
         start = time.perf_counter()
-        summary = rehydrate(RehydrateConfig(tmp / "copy", base_url=server.url, workers=args.workers, rate=None))
+        summary = rehydrate(RehydrateConfig(dataset=tmp / "copy", base_url=server.url, workers=args.workers, rate=None))
         rehydrate_s = time.perf_counter() - start
 
     n_build = built.photos["tried"]

@@ -23,7 +23,7 @@ from typing import Optional, Union
 
 from .filters import license_code
 from .layout import IMAGE_MD5S, DatasetError, load_metainfo, split_dirs, verify_dataset
-from .writer import atomic_write
+from .files import atomic_write, replacing
 
 METAINFO_ARCHIVE = "metainfo"
 #: Files of each split that travel in metainfo.zip.
@@ -56,8 +56,7 @@ def md5_file(path: Path) -> str:
 
 def _write_zip(path: Path, members: list[tuple[str, Union[Path, bytes]]]) -> None:
     """A zip of (name, file or bytes) members, in name order with fixed dates and modes: same input, same bytes."""
-    tmp = path.with_name(path.name + ".part")
-    with zipfile.ZipFile(tmp, "w") as z:
+    with replacing(path) as tmp, zipfile.ZipFile(tmp, "w") as z:
         for arcname, source in sorted(members, key=lambda m: m[0]):
             info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
             info.external_attr = (stat.S_IFREG | 0o644) << 16
@@ -69,7 +68,6 @@ def _write_zip(path: Path, members: list[tuple[str, Union[Path, bytes]]]) -> Non
                 else:
                     with open(source, "rb") as f:
                         shutil.copyfileobj(f, out, 1 << 20)
-    os.replace(tmp, path)
 
 
 def image_md5s(split_dir: Path, keys) -> bytes:
@@ -91,7 +89,7 @@ def pack(dataset: Path, out: Path, *, base_name: str = "fdf256", metadata_only: 
     recreate the images from Flickr, and no pixels, so a photo its owner deletes
     drops out of every copy made from it.
     """
-    from .rehydrate import GEOMETRY, geometry_record
+    from .published import GEOMETRY, geometry_record
 
     dataset, out = Path(dataset), Path(out)
     splits = split_dirs(dataset)

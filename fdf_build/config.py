@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from .decode import DEFAULT_MAX_PIXELS
+from .fetch import FetchSettings
 from .filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
 from .geometry import FDF256_EXPAND, KEYPOINTS_OUTSIDE, CropGeometry
 from .metadata import FLICKR_SIZES
@@ -33,8 +34,12 @@ NOT_OUTPUT = ("out", "workers", "per_host", "timeout", "retries", "max_retry_aft
               "batch_size", "blocklist")
 
 
-@dataclass(frozen=True)
-class BuildConfig:
+class BuildError(Exception):
+    """A user-facing problem that stops a build before it starts (the CLI prints it as one line)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildConfig(FetchSettings):
     metadata: str
     out: Path
     limit: Optional[int] = None
@@ -42,15 +47,6 @@ class BuildConfig:
     flickr_size: Optional[str] = None
     licenses: tuple[str, ...] = DEFAULT_LICENSES
     blocklist: Optional[Path] = None
-    workers: int = 8
-    per_host: int = 8
-    timeout: float = 20.0
-    retries: int = 3
-    max_retry_after: float = 60.0
-    #: requests per second to each host (None: unlimited), and retries allowed in all (None: unlimited)
-    rate: Optional[float] = 20.0
-    retry_budget: Optional[int] = 10_000
-    max_bytes: int = 50 * 1024 * 1024
     #: photos declaring more pixels than this are refused before decoding (None: no cap but OpenCV's own)
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
     min_face: int = 64
@@ -80,14 +76,12 @@ class BuildConfig:
     crawl_date: Optional[str] = None
 
     def __post_init__(self):
+        super().__post_init__()
         if self.unmatched is None:
             object.__setattr__(self, "unmatched", "keep" if self.keypoints == "none" else "drop")
         checks = [
             (self.limit is None or self.limit >= 0, "limit must be >= 0"),
             (self.flickr_size is None or self.flickr_size in FLICKR_SIZES, f"size must be one of {sorted(FLICKR_SIZES)}"),
-            (self.workers >= 1 and self.per_host >= 1, "workers and per-host must be >= 1"),
-            (self.timeout > 0 and self.retries >= 0, "timeout must be > 0 and retries >= 0"),
-            (self.rate is None or self.rate > 0, "rate must be > 0"),
             (self.max_pixels is None or self.max_pixels >= 1, "max-pixels must be >= 1"),
             (self.min_face >= 1, "min-face must be >= 1"),
             (self.size >= 8, "size must be >= 8"),

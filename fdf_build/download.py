@@ -35,7 +35,7 @@ from .archive import UnsafeArchive, md5_digest, md5_file, safe_extract
 from .fetch import (RETRYABLE, AttemptFailed, make_session, parse_retry_after, request_failure, status_reason,
                     with_retries)
 from .layout import verify_dataset
-from .writer import write_json
+from .files import commit, write_json
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class FileDownloader:
         if (size is not None and got_size != size) or got_md5 != md5:
             part.unlink()  # a wrong file must not be resumed from, or kept under any name
             raise DownloadFailed("md5 mismatch", f"got {got_md5} ({got_size:,} bytes), expected {md5}")
-        part.replace(dest)
+        commit(part, dest)
 
 
 def _range_start(response: requests.Response) -> int:
@@ -381,8 +381,4 @@ def download_dataset(
         # a metadata-only mirror has no image archives: its images come from `fdf-build rehydrate`
         wanted = None if licenses is None and images else images
         report.layout_problems = verify_dataset(target, wanted)
-        if not verify_only and report.ok:
-            from .privacy import index_dataset
-
-            index_dataset(target)  # so the first search_username.py is as fast as the next
     return report

@@ -308,3 +308,41 @@ RETRYABLE = {
     SkipReason.HTTP_SERVER_ERROR,
     SkipReason.HTTP_RATE_LIMITED,
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchSettings:
+    """How politely a command fetches: what a build and a rehydration share (their configs extend this)."""
+
+    workers: int = 8
+    per_host: int = 8
+    timeout: float = 20.0
+    retries: int = 3
+    max_retry_after: float = 60.0
+    #: requests per second to each host (None: unlimited), and retries allowed in all (None: unlimited)
+    rate: Optional[float] = 20.0
+    retry_budget: Optional[int] = 10_000
+    max_bytes: int = 50 * 1024 * 1024
+
+    def __post_init__(self):
+        checks = [
+            (self.workers >= 1 and self.per_host >= 1, "workers and per-host must be >= 1"),
+            (self.timeout > 0 and self.retries >= 0, "timeout must be > 0 and retries >= 0"),
+            (self.rate is None or self.rate > 0, "rate must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def fetcher(self) -> Fetcher:
+        """The fetch stage with these timeouts, retries, per-host cap, rate and retry budget."""
+        return Fetcher(
+            make_session(self.workers),
+            timeout=self.timeout,
+            retries=self.retries,
+            max_retry_after=self.max_retry_after,
+            per_host=self.per_host,
+            max_bytes=self.max_bytes,
+            throttle=HostThrottle(self.rate, max_pause=self.max_retry_after),
+            budget=RetryBudget(self.retry_budget),
+        )

@@ -48,7 +48,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
-from urllib.parse import urlsplit
+
+from .flickr import is_page_url, page_url, photo_id_from_url
 
 if TYPE_CHECKING:
     import numpy as np  # imported where arrays are made: search reads records and must start without numpy
@@ -61,43 +62,6 @@ CATEGORIES = {"train": "training", "val": "validation"}
 SPLIT_OF_CATEGORY = {v: k for k, v in CATEGORIES.items()}
 
 Point = Optional[tuple[float, float]]
-
-_BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
-_STATIC = re.compile(r"/(\d+)_[0-9a-f]+(?:_[a-z0-9]+)?\.[a-z]+$", re.I)
-_PAGE = re.compile(r"/photos/[^/]+/(\d+)(?:/|$)")
-
-
-def photo_id_from_url(url: str) -> Optional[int]:
-    """The photo id in any Flickr URL of a photo: page URL, static URL of any size, or flic.kr short link."""
-    if not url:
-        return None
-    parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
-    host, path = parts.netloc.lower(), parts.path
-    if host.endswith("flic.kr"):
-        m = re.match(r"/p/([1-9a-km-zA-HJ-NP-Z]+)", path)
-        if not m:
-            return None
-        number = 0
-        for ch in m.group(1):
-            number = number * 58 + _BASE58.index(ch)
-        return number
-    m = _PAGE.search(path) if "flickr.com" in host and "staticflickr" not in host else _STATIC.search(path)
-    return int(m.group(1)) if m else None
-
-
-def is_page_url(url: str) -> bool:
-    """A Flickr photo page (``flickr.com/photos/<user>/<id>/`` or a flic.kr short link), not a static image URL."""
-    parts = urlsplit(url.strip() if "://" in url else "https://" + url.strip())
-    host = parts.netloc.lower()
-    if host.endswith("flic.kr"):
-        return True
-    return "flickr.com" in host and "staticflickr" not in host and bool(_PAGE.search(parts.path))
-
-
-def page_url(user: str, photo_id: int) -> str:
-    """The photo's Flickr page, which Flickr serves for the owner's NSID as well as their alias."""
-    return f"http://www.flickr.com/photos/{user}/{photo_id}/"
-
 
 def upload_date(date_uploaded: str) -> str:
     """YFCC's ``date_uploaded`` (epoch seconds as text) as FDF writes it, a UTC date; other text unchanged."""

@@ -1,15 +1,11 @@
-"""Privacy: let Flickr users find their photos in a dataset, take them out, and keep them out.
+"""Removal: take a Flickr user's or photo's faces out of a dataset, and keep them out.
 
-* :func:`search` (from :mod:`fdf_build.search`) finds every face of a user or photo
-  through an SQLite index, in milliseconds.
 * :func:`remove_faces` removes faces from every split at once, atomically
   across splits (a journal makes a crash roll forward to the new dataset; a
   crash before the journal leaves the old one), renumbers, records what went in
   ``removed.jsonl`` and the dataset's ``blocklist.txt``, and deletes the faces
   from the build's shards; :func:`removals` is what every later merge leaves out.
   One removal runs at a time (:func:`dataset_lock`).
-* :func:`audit` re-checks each photo's URL and finds faces whose photo has
-  been removed or made private on Flickr, on evidence only.
 """
 
 from __future__ import annotations
@@ -22,25 +18,19 @@ import os
 import shutil
 import threading
 import uuid
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
-from urllib.parse import urlsplit
+from typing import Iterable, Optional
 
 import numpy as np
 
-from .fetch import RateLimiter
 from .filters import Blocklist
 from .layout import LANDMARKS68, METAINFO, WORK_DIR, DatasetError, split_dirs
 from .metainfo import read_metainfo
-from .records import SkipReason
-from .search import (INDEX_SUFFIX, BadInput, Match, MetainfoIndex, entry_photo_id, file_stamp,  # noqa: F401 (API)
-                     index_dataset, metainfo_files, photo_id_from_url, search)
-from .writer import (FILE_MODE, new_staging_dir, purge_shard, swap_in, write_attributes, write_json,
-                     write_split)
+from .files import FILE_MODE, append_durably, new_staging_dir, swap_in, write_json
+from .search import BadInput, file_stamp, index_dataset, search
+from .writer import purge_shard, write_attributes, write_split
 
 LEDGER = "removed.jsonl"
 BLOCKLIST = "blocklist.txt"
@@ -91,7 +81,7 @@ def dataset_lock(dataset: Path):
                 os.close(fd)
 
 
-def _records(directory: Path) -> dict:
+def metainfo_records(directory: Path) -> dict:
     """A split's entries as FaceRecords; a metainfo that cannot be read is a DatasetError (one line, exit 2)."""
     try:
         return read_metainfo(directory)
@@ -203,7 +193,7 @@ _REWRITTEN = {"images", METAINFO, "landmarks.npy", "bounding_box.npy", LANDMARKS
 
 def _write_kept(directory: Path, staging: Path, gone: set[int]) -> dict:
     """Write ``directory`` without the faces numbered in ``gone`` into ``staging``; returns {old: new or None}."""
-    meta = _records(directory)
+    meta = metainfo_records(directory)
     landmarks = np.load(directory / "landmarks.npy")
     boxes = np.load(directory / "bounding_box.npy")
     keep = [i for i in range(len(meta)) if i not in gone]
@@ -254,23 +244,8 @@ def recover(dataset: Path) -> Optional[str]:
     return None
 
 
-def _append_durably(path: Path, text: str) -> None:
-    """Append ``text`` and fsync it (and, for a new file, its directory entry) before returning."""
-    new = not path.exists()
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    if new:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _append_blocklist(dataset: Path, entries: list[str], comment: str) -> None:
-    _append_durably(dataset / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in entries))
+    append_durably(dataset / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in entries))
 
 
 def _purge_work(dataset: Path, blocked: Blocklist) -> None:
@@ -292,83 +267,10 @@ def _roll_forward(dataset: Path) -> str:
         # blocklist first, ledger last, each on disk before the next: the ledger line marks this removal
         # recorded, and a crash in between only repeats blocklist lines, which is harmless
         _append_blocklist(dataset, journal["blocklist"], f"removed {journal['date']} ({journal['reason']})")
-        _append_durably(ledger_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in journal["ledger"]))
+        append_durably(ledger_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in journal["ledger"]))
     shutil.rmtree(staging, ignore_errors=True)
     (dataset / JOURNAL).unlink()
     return journal["removal"]
 
 
 # ---------------------------------------------------------------- audit
-
-
-#: The only evidence that a photo is gone: Flickr's placeholder redirect (removed or private), 404 or 410.
-#: 401, 403, 400, 405, 5xx, timeouts... say more about the server (a proxy, a wrong mirror) than the photo.
-GONE = {SkipReason.PHOTO_REMOVED, SkipReason.HTTP_NOT_FOUND}
-
-
-@dataclass
-class AuditReport:
-    checked: int
-    gone: dict  # photo id -> reason (evidence)
-    unknown: dict  # photo id -> what it answered instead ("HTTP 401", "http_timeout", ...)
-
-    @property
-    def dominant_failure(self) -> Optional[tuple[str, int]]:
-        """(answer, count) when most photos checked got the same failing answer: the server is wrong.
-
-        A non-evidence answer, or a bare 404/410: a mirror or path that is wrong answers that to every
-        photo, while Flickr redirects a removed photo's image to its placeholder (never doubted).
-        """
-        answers = Counter(self.unknown.values())
-        answers["HTTP 404/410"] = sum(why == SkipReason.HTTP_NOT_FOUND.value for why in self.gone.values())
-        answer, count = answers.most_common(1)[0]
-        return (answer, count) if count and count * 2 > self.checked else None
-
-
-def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float = 5.0, workers: int = 4,
-          progress: Optional[Callable[[str, int], None]] = None) -> AuditReport:
-    """Probe every photo of the dataset once (``fetcher.probe``: no bodies) and sort them into gone / unknown.
-
-    Only evidence counts as gone (:data:`GONE`); any other failure is unknown.
-    """
-    progress = progress or (lambda stage, n: None)
-    urls = {}
-    for _, directory in split_dirs(dataset):
-        for record in _records(directory).values():
-            # the image URL where there is one: Flickr answers a gone photo's with its placeholder redirect
-            url = record.download_url or record.photo_url
-            if record.photo_id is not None and url:
-                urls.setdefault(record.photo_id, url)
-    limiter = RateLimiter(rate)  # one budget for the whole audit, whatever the hosts
-
-    def check(item):
-        photo_id, url = item
-        if base_url:
-            url = base_url.rstrip("/") + urlsplit(url).path
-        limiter.wait()
-        result = fetcher.probe(url)
-        progress("photos", 1)
-        return photo_id, result
-
-    gone, unknown = {}, {}
-    with ThreadPoolExecutor(workers) as pool:
-        for photo_id, skip in pool.map(check, sorted(urls.items())):
-            if skip is None:
-                continue
-            if skip.reason in GONE:
-                gone[photo_id] = skip.reason.value
-            else:
-                unknown[photo_id] = skip.detail if skip.detail.startswith("HTTP ") else skip.reason.value
-    return AuditReport(len(urls), gone, unknown)
-
-
-def apply_audit(dataset: Path, report: AuditReport) -> int:
-    """Remove the faces of the photos ``report`` found gone, unless the server's answers say it cannot be
-    trusted; returns the number of faces removed."""
-    dominant = report.dominant_failure
-    if dominant is not None:
-        answer, count = dominant
-        raise BadInput(f"{count} of {report.checked} photos answered {answer}: the server is wrong, not the photos; "
-                       "nothing removed (check --base-url, proxies and credentials)")
-    mappings = remove_faces(plan_removal(dataset, photo_ids=report.gone), reason="photo no longer on Flickr (audit)")
-    return sum(new is None for mapping in mappings.values() for new in mapping.values())

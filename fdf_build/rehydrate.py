@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -36,24 +35,22 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
-import numpy as np
-
-from . import metadata, privacy
+from . import audit
 from .decode import decode_image
-from .fetch import Fetcher
+from .fetch import Fetcher, FetchSettings
 from .filters import Blocklist
-from .geometry import CropGeometry, recompute_crop
 from .layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
-from .metainfo import FaceRecord, read_metainfo
-from .records import Photo, Skip, SkipReason
+from .published import (Geometry, PhotoJob, PublishedFace, RehydrateError, find_in_yfcc, group_by_photo, load_geometry,
+                        published_faces)
+from .privacy import BLOCKLIST, plan_removal, recover, remove_faces
+from .records import Skip, SkipReason
+from .search import index_dataset
 from .writer import atomic_write, encode_png, write_json
 
 log = logging.getLogger(__name__)
 
 #: ``progress(stage, n)``: ``("bytes", n)`` while the YFCC file is read, ``("photos", 1)`` per photo done.
 Progress = Callable[[str, int], None]
-#: The crop geometry a dataset was cut with, at its root (packed into metainfo.zip).
-GEOMETRY = "crop_geometry.json"
 STATE_DIR = ".rehydrate"
 JOURNAL = "photos.jsonl"
 COMMIT = "commit.json"
@@ -64,163 +61,16 @@ CHANGED = ("keep", "drop")
 
 OK, CHANGED_PHOTO, BLOCKLISTED, NOT_IN_YFCC = "ok", "changed", SkipReason.BLOCKLISTED.value, "not_in_yfcc"
 #: What Flickr says of a photo its owner deleted or made private: ``fdf-build audit``'s evidence, one rule for both.
-GONE = frozenset(r.value for r in privacy.GONE)
+GONE = frozenset(r.value for r in audit.GONE)
 #: Outcomes a re-run does not try again; any other (5xx, timeouts, decode errors...) is retried.
 FINAL = frozenset({OK, CHANGED_PHOTO} | GONE)
-
-
-class RehydrateError(ValueError):
-    """A dataset that cannot be rehydrated as it is (no geometry, no way to find a photo): one line for the user."""
-
-
-# ---------------------------------------------------------------- what the dataset says
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """How a dataset's crops were cut from the fetched photos: the only place rehydration learns it.
-
-    ``flickr_size`` is the Flickr size the build fetched (None: YFCC's 500 px
-    download URL), needed only to rebuild a photo's URL from its YFCC line.
-    """
-
-    expand: float
-    size: int
-    flickr_size: Optional[str] = None
-
-    def recut(self, image: np.ndarray, box) -> np.ndarray:
-        """The crop of ``box`` (original-photo pixels) exactly as the build cut it."""
-        return recompute_crop(image, np.asarray(box, dtype=np.float64), CropGeometry(self.expand, self.size))[0]
-
-
-def _saved_build_config(dataset: Path) -> Optional[dict]:
-    state = Path(dataset) / ".work" / "build.json"
-    return json.loads(state.read_text())["config"] if state.is_file() else None
-
-
-def geometry_record(dataset: Path) -> bytes:
-    """The dataset's crop geometry as JSON bytes, for packing."""
-    return (json.dumps(dataclasses.asdict(load_geometry(dataset)), indent=2, sort_keys=True) + "\n").encode()
-
-
-def load_geometry(dataset: Path) -> Geometry:
-    dataset = Path(dataset)
-    try:
-        if (dataset / GEOMETRY).is_file():
-            data = json.loads((dataset / GEOMETRY).read_text())  # a build's CropGeometry, or a pack's record
-            return Geometry(expand=float(data["expand"]), size=int(data["size"]), flickr_size=data.get("flickr_size"))
-        config = _saved_build_config(dataset)
-    except (ValueError, TypeError, KeyError) as e:
-        raise RehydrateError(f"{dataset / GEOMETRY}: not a crop geometry ({e})") from None
-    if config is None:
-        raise RehydrateError(f"{dataset} records no crop geometry: neither {GEOMETRY} nor .work/build.json; "
-                             "download its metainfo.zip again, or pack it from the build's output")
-    return Geometry(expand=config["expand"], size=config["size"], flickr_size=config.get("flickr_size"))
-
-
-@dataclass(frozen=True)
-class PublishedFace:
-    """One face as the metadata publishes it; ``number`` is its published image number in ``split``."""
-
-    split: str
-    number: int
-    photo_id: int
-    line: Optional[int]
-    user_nsid: Optional[str]
-    #: the static image URL the build fetched (``download_url``), when the entry has one; FDF's own entries do not
-    url: Optional[str]
-    #: the photo's Flickr page (``photo_url``)
-    page_url: Optional[str]
-    box: tuple
-    md5: Optional[str]
-
-
-def _face(split: str, record: FaceRecord, md5: Optional[str]) -> PublishedFace:
-    if record.photo_id is None:
-        raise RehydrateError(f"{split}/{record.image}: the entry has neither photo_id nor a Flickr photo URL")
-    box = record.original_bounding_box
-    if not box or len(box) != 4:
-        raise RehydrateError(f"{split}/{record.image}: no original_bounding_box to cut the face from")
-    return PublishedFace(split, record.image, record.photo_id, record.yfcc100m_line_idx, record.user_nsid or None,
-                         record.download_url or None, record.photo_url or None, tuple(box), md5)
-
-
-def read_md5s(split_dir: Path) -> dict[int, str]:
-    """The published md5 of each image of a split, from its ``images.md5`` (empty when it has none)."""
-    path = Path(split_dir) / IMAGE_MD5S
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        digest, _, name = line.strip().partition("  ")
-        m = re.fullmatch(r"images/(\d+)\.png", name)
-        if m and re.fullmatch(r"[0-9a-f]{32}", digest):
-            out[int(m.group(1))] = digest
-    return out
-
-
-def published_faces(dataset: Path) -> list[PublishedFace]:
-    faces = []
-    for split, directory in split_dirs(dataset):
-        md5s = read_md5s(directory)
-        for record in read_metainfo(directory).values():
-            faces.append(_face(split, record, md5s.get(record.image)))
-    return faces
-
-
-@dataclass
-class PhotoJob:
-    photo_id: int
-    faces: list[PublishedFace]
-    url: Optional[str] = None
-
-
-def group_by_photo(faces: Iterable[PublishedFace]) -> dict[int, PhotoJob]:
-    """One job per photo, whatever the number of its faces or splits, in first-face order."""
-    jobs: dict[int, PhotoJob] = {}
-    for face in faces:
-        job = jobs.setdefault(face.photo_id, PhotoJob(face.photo_id, []))
-        job.faces.append(face)
-        job.url = job.url or face.url
-    return jobs
-
-
-def find_in_yfcc(jobs: list[PhotoJob], yfcc: str, *, flickr_size: Optional[str],
-                 on_bytes: Optional[Callable[[int], None]] = None) -> int:
-    """Set the URL of each job from its YFCC100M line, streaming ``yfcc`` once; returns how many were found.
-
-    A face's ``yfcc100m_line_idx`` finds its line; the photo id must match, so a
-    file of another release (other line numbers) finds nothing wrong. Faces
-    without a line index are found by photo id. Reading stops once all are found.
-    """
-    by_line, by_id = {}, {}
-    for job in jobs:
-        lines = {f.line for f in job.faces if f.line is not None}
-        for line in lines:
-            by_line[line] = job
-        by_id[job.photo_id] = job
-    found = 0
-    with metadata.open_metadata(yfcc, on_bytes=on_bytes) as lines:
-        for item in metadata.read_photos(lines):
-            if not isinstance(item, Photo):
-                continue
-            job = by_line.get(item.line_number)
-            if job is None or job.photo_id != item.photo_id:
-                job = by_id.get(item.photo_id)
-            if job is None or job.url is not None:
-                continue
-            job.url = metadata.photo_url(item, size=flickr_size)
-            found += 1
-            if found == len(jobs):
-                break
-    return found
 
 
 # ---------------------------------------------------------------- fetching and cutting
 
 
-@dataclass(frozen=True)
-class RehydrateConfig:
+@dataclass(frozen=True, kw_only=True)
+class RehydrateConfig(FetchSettings):
     dataset: Path
     yfcc: Optional[str] = None
     base_url: Optional[str] = None
@@ -230,24 +80,11 @@ class RehydrateConfig:
     #: take out the faces of photos that still fail (5xx, timeouts...) instead of leaving the run unfinished
     drop_failed: bool = False
     workers: int = 16
-    per_host: int = 8
-    timeout: float = 20.0
-    retries: int = 3
-    max_retry_after: float = 60.0
-    rate: Optional[float] = 20.0
-    retry_budget: Optional[int] = 10_000
-    max_bytes: int = 50 * 1024 * 1024
 
     def __post_init__(self):
+        super().__post_init__()
         if self.changed not in CHANGED:
             raise ValueError(f"changed must be one of {CHANGED}")
-        if self.workers < 1 or self.per_host < 1:
-            raise ValueError("workers and per-host must be >= 1")
-
-    def fetcher(self) -> Fetcher:
-        from .pipeline import make_fetcher
-
-        return make_fetcher(self)  # the build's fetcher, with this run's limits
 
 
 def _image_path(root: Path, face: PublishedFace) -> Path:
@@ -386,7 +223,7 @@ class RehydrateSummary:
 
 def _blocklist(config: RehydrateConfig) -> Blocklist:
     """The user's blocklist and the dataset's own (what earlier removals added), together."""
-    paths = (config.blocklist, config.dataset / privacy.BLOCKLIST)
+    paths = (config.blocklist, config.dataset / BLOCKLIST)
     lists = [Blocklist.from_file(p) for p in paths if p and Path(p).is_file()]
     return Blocklist(frozenset().union(*(b.nsids for b in lists)), frozenset().union(*(b.photo_ids for b in lists)))
 
@@ -401,7 +238,7 @@ def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> R
     root = Path(config.dataset)
     if not split_dirs(root):
         raise RehydrateError(f"{root}: no train/ or val/ with fdf_metainfo.json")
-    privacy.recover(root)  # a removal a crash interrupted is finished (or undone) before anything is read
+    recover(root)  # a removal a crash interrupted is finished (or undone) before anything is read
     state = root / STATE_DIR
     if (state / COMMIT).is_file():
         return _commit(root, json.loads((state / COMMIT).read_text()))  # the fetching is done; finish the removals
@@ -513,11 +350,11 @@ def _commit(root: Path, plan: dict) -> RehydrateSummary:
     face went is in the report (``rehydrate_faces.jsonl``); the ledger names the run.
     """
     removals = plan["removals"]
-    removal = privacy.plan_removal(root, photo_ids=sorted({p for ids in removals.values() for p in ids}))
+    removal = plan_removal(root, photo_ids=sorted({p for ids in removals.values() for p in ids}))
     if removal.count:
         blocked = sorted({p for group in BLOCKS for p in removals[group]})
         why = ", ".join(f"{len(ids)} {group}" for group, ids in removals.items() if ids)
-        privacy.remove_faces(dataclasses.replace(removal, photo_ids=tuple(blocked)),
+        remove_faces(dataclasses.replace(removal, photo_ids=tuple(blocked)),
                              reason=f"rehydrate: photos {why} (see {FACES_REPORT})")
     summary = RehydrateSummary.from_dict(plan["summary"])
     for split, directory in split_dirs(root):
@@ -525,7 +362,7 @@ def _commit(root: Path, plan: dict) -> RehydrateSummary:
         if count != summary.splits.get(split):
             raise RehydrateError(f"{directory}: {count} faces after removal, expected {summary.splits.get(split)}")
         _write_md5s(directory, count)
-    privacy.index_dataset(root)
+    index_dataset(root)
     atomic_write(root / FACES_REPORT, "".join(json.dumps(r, sort_keys=True) + "\n" for r in plan["report"]))
     write_json(root / SUMMARY, summary.to_dict())
     shutil.rmtree(root / STATE_DIR)

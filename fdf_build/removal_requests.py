@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 from urllib.parse import urlsplit
 
-from .metainfo import photo_id_from_url
+from .files import appending
+from .flickr import photo_id_from_url
 from .privacy import RemovalPlan, plan_removal, remove_faces, search
 
 try:
@@ -124,27 +123,8 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-@contextmanager
-def _appending(path: Path) -> Iterator:
-    """The queue open for appending, locked against other appenders; what is written is fsynced before unlock."""
-    path = Path(path)
-    new = not path.exists()
-    with open(path, "a", encoding="utf-8") as f:
-        if fcntl is not None:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-    if new:  # the file's name must survive a crash too, not only its bytes
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
 def append_request(path: Path, request: Request) -> None:
-    with _appending(path) as f:
+    with appending(path, lock=True) as f:
         f.write(json.dumps(request.to_json(), ensure_ascii=False) + "\n")
 
 
@@ -204,7 +184,7 @@ def apply_requests(dataset: Path, path: Path, *, dry_run: bool = False) -> Appli
     if not dry_run:
         ids = [r.id for r in queue.pending]
         remove_faces(plan, reason=f"removal request{'s' if len(ids) > 1 else ''} {', '.join(ids)}")
-        with _appending(path) as f:
+        with appending(path, lock=True) as f:
             date = _now()
             f.write("".join(json.dumps({"done": r.id, "date": date, "faces_removed": len(faces[r.id])}) + "\n"
                             for r in queue.pending))

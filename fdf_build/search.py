@@ -23,13 +23,13 @@ import json
 import os
 import re
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from .files import commit, temp_beside
 from .layout import METAINFO, split_dirs
-from .metainfo import CATEGORIES, FaceRecord, entry_photo_id, photo_id_from_url  # noqa: F401 (photo_id_from_url: API)
+from .metainfo import CATEGORIES, FaceRecord, entry_photo_id
 
 INDEX_SUFFIX = ".index"
 INDEX_VERSION = 2
@@ -38,18 +38,6 @@ INDEX_VERSION = 2
 
 class BadInput(Exception):
     """Input that cannot be searched or changed (missing file, malformed JSON): one clear line for the user."""
-
-
-def parse_ids(lines: Iterable[str]) -> tuple[set[str], set[int]]:
-    """(NSIDs, photo ids) of a blocklist-style file: one a line, ``#`` comments, all-digit entries are photo ids."""
-    nsids, photo_ids = set(), set()
-    for line in lines:
-        entry = line.split("#", 1)[0].strip()
-        if entry.isdigit():
-            photo_ids.add(int(entry))
-        elif entry:
-            nsids.add(entry)
-    return nsids, photo_ids
 
 
 def file_stamp(path: Path) -> dict:
@@ -172,8 +160,7 @@ class MetainfoIndex:
         for path in places:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-                os.close(fd)
+                tmp = temp_beside(path)
             except OSError:
                 continue  # read-only: try the next place
             try:
@@ -182,10 +169,9 @@ class MetainfoIndex:
                 db.close()
                 if file_stamp(metainfo) != stamp:  # changed while we read it: do not save a wrong index
                     raise BadInput(f"{metainfo} changed while it was indexed; run again")
-                os.chmod(tmp, 0o666 & ~_umask())
-                os.replace(tmp, path)
+                commit(tmp, path)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
                 raise
             return cls(metainfo, _connect(path), path)
         db = sqlite3.connect(":memory:")
@@ -228,12 +214,6 @@ class MetainfoIndex:
 
     def close(self) -> None:
         self.db.close()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _connect(path: Path) -> sqlite3.Connection:

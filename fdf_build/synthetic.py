@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+from .files import replacing
 from .filters import LICENSES
 from .records import Photo
 
@@ -80,8 +81,7 @@ def write_yfcc_file(path, lines: int, *, owners: int = YFCC_OWNERS, tags: int = 
 
     codes = list(LICENSES)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for i in range(lines):
             owner = (i * 7_919) % owners  # 7,919 is prime, so i -> owner visits every owner once per `owners` lines
             words = tuple(f"tag{(i * 8 + j) * 2_654_435_761 % tags}" for j in range(i % 8))
@@ -89,4 +89,3 @@ def write_yfcc_file(path, lines: int, *, owners: int = YFCC_OWNERS, tags: int = 
                                     nsid=f"{10_000_000 + owner}@N0{owner % 8}", user_nickname=f"user {owner}",
                                     user_tags=("no_cv", *words) if i % 200 == 50 else words)
             f.write(format_line(photo) + "\n")
-    tmp.rename(path)

@@ -1,4 +1,4 @@
-"""Writing: the only module that writes dataset files.
+"""Writing: shards, their merge and the FDF layout.
 
 A build writes in two steps:
 
@@ -12,8 +12,7 @@ A build writes in two steps:
    ``fdf_metainfo.json``, ``attribution.csv``). Each split is assembled in a
    temporary directory and swapped in, so readers see the old or the new split.
 
-Every file goes through :func:`atomic_write`: a temp file in the same
-directory, flushed and ``os.replace``-d, so no reader ever sees half a file.
+Every file goes through :mod:`fdf_build.files`, so no reader ever sees half a file.
 What a face's metainfo entry and the attribution file hold is
 :mod:`fdf_build.metainfo`'s; this module only writes them.
 """
@@ -23,17 +22,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import shutil
-import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 import cv2
 import numpy as np
 
+from .files import atomic_write, link_or_copy, new_staging_dir, read_jsonl, swap_in, write_json
 from .geometry import GEOMETRY_FILE, CropGeometry
 from .layout import LANDMARKS68
 from .metadata import format_line, parse_line
@@ -42,39 +40,6 @@ from .records import KEYPOINT_NAMES, FaceCrop, Photo, SkipReason
 from .split import SPLITS, split_of
 
 STATS_NAME = "_stats.json"
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp/mkdtemp create private (0600/0700) entries; datasets are shared, so give
-# files and directories the modes open() and mkdir() would have given them.
-_UMASK = _current_umask()
-FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
-
-
-def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Union[str, Path], obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
@@ -169,19 +134,6 @@ def completed_stats(directory: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            yield json.loads(line)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict], np.ndarray, np.ndarray]], *,
                 split: Optional[str] = None) -> None:
     """Write one split into the new, empty ``directory``: faces numbered 0..N-1 in the given order.
@@ -203,7 +155,7 @@ def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict]
         if split is not None:
             record = dataclasses.replace(record, category=CATEGORIES[split])
         record = dataclasses.replace(record, image=n)
-        _link_or_copy(source, directory / "images" / f"{n}.png")
+        link_or_copy(source, directory / "images" / f"{n}.png")
         landmarks[n], boxes[n] = face_landmarks, box
         metainfo[str(n)] = record
         numbered.append((n, record))
@@ -223,12 +175,6 @@ def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict]
 def write_geometry(root: Path, geometry: CropGeometry) -> None:
     """``crop_geometry.json`` at the dataset's root: how its crops were cut (see :class:`CropGeometry`)."""
     write_json(Path(root) / GEOMETRY_FILE, geometry.to_json())
-
-
-def new_staging_dir(parent: Path, prefix: str) -> Path:
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    staging.chmod(DIR_MODE)
-    return staging
 
 
 def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float,
@@ -292,19 +238,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array)
     atomic_write(path, buf.getvalue())
-
-
-def swap_in(staging: Path, final: Path) -> None:
-    """Replace directory ``final`` by ``staging``: two renames, so readers see the old or the new one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def write_attributes(split_dir: Path, records: list[dict]) -> None:

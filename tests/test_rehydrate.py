@@ -312,7 +312,7 @@ def test_library_call_without_geometry_fails_clearly(published, tmp_path):
     for split in SPLITS:
         shutil.copytree(build / split, target / split, ignore=shutil.ignore_patterns("images"))
     with pytest.raises(ValueError, match="no crop geometry"):
-        rehydrate(RehydrateConfig(target))
+        rehydrate(RehydrateConfig(dataset=target))
 
 
 def test_images_already_there_are_kept_without_a_fetch(published, tmp_path):

@@ -1,6 +1,6 @@
 """The search command and the query options (which owners, which photos) it shares with ``remove``.
 
-Apart from ``cli.py`` so that ``search_username.py`` starts on click and the stdlib alone: no numpy,
+Apart from the other commands so that ``search_username.py`` starts on click and the stdlib alone: no numpy,
 cv2 or requests (``python -X importtime search_username.py ...`` shows it).
 """
 
@@ -12,17 +12,13 @@ from typing import Optional
 
 import click
 
-
-class InputError(click.ClickException):
-    """Bad input (a malformed or incomplete dataset, a query naming nothing): one clear line and exit status 2."""
-
-    exit_code = 2
+from . import InputError
 
 
 def _read_ids(nsid_file: Optional[Path]) -> tuple[set[str], set[int]]:
     if nsid_file is None:
         return set(), set()
-    from .search import parse_ids
+    from ..flickr import parse_ids
 
     with open(nsid_file, encoding="utf-8") as f:
         return parse_ids(f)
@@ -30,7 +26,7 @@ def _read_ids(nsid_file: Optional[Path]) -> tuple[set[str], set[int]]:
 
 def query(user_nsid, nsid_file, photo_id, photo_url) -> tuple[list[str], list[int]]:
     """The NSIDs and photo ids the query options name; a URL without a photo id, or no query, is bad input."""
-    from .search import photo_id_from_url
+    from ..flickr import photo_id_from_url
 
     file_nsids, file_photo_ids = _read_ids(nsid_file)
     nsids = [*user_nsid, *sorted(file_nsids)]
@@ -74,7 +70,7 @@ def search_command(path: Path, user_nsid, nsid_file, photo_id, photo_url, as_jso
     Example:
       python search_username.py data/fdf256/train/fdf_metainfo.json --user_nsid=12345678@N00
     """
-    from .search import BadInput, search
+    from ..search import BadInput, search
 
     nsids, photo_ids = query(user_nsid, nsid_file, photo_id, photo_url)
     try:

@@ -1,0 +1,241 @@
+"""Commands that build: ``scan``, ``build``, ``retry-failed``, ``demo`` and ``detect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from .. import metadata
+from ..config import DEFAULT_KEYPOINTS, DETECTORS, KEYPOINT_MODELS, BuildConfig
+from ..decode import DEFAULT_MAX_PIXELS
+from ..filters import Eligibility
+from ..scan import scan as scan_metadata
+from .dataset import annotate_dataset
+from .options import Bars, build_options, echo_counter, eligibility_options, politeness_options, reference_options
+
+
+@click.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@eligibility_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout instead of text.")
+def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_json: bool) -> None:
+    """Count what a YFCC100M metadata FILE holds and which photos are eligible.
+
+    FILE is the 25-column yfcc100m_dataset file (or the 23-column Webscope
+    release), plain, .bz2 or .gz, or - for stdin.
+
+    \b
+    Example:
+      fdf-build scan yfcc100m_dataset.bz2 --licenses by,by-sa --json
+    """
+    if file != "-" and not Path(file).is_file():
+        raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
+    eligibility = Eligibility.from_options(licenses, blocklist)
+    with Bars({"bytes": metadata.source_size(file)}) as bars:
+        with metadata.open_metadata(file, on_bytes=lambda n: bars("bytes", n)) as lines:
+            summary = scan_metadata(metadata.read_photos(lines), eligibility)
+    result = summary.to_dict()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for key in ("lines", "photos", "videos", "malformed", "eligible", "authors", "eligible_authors"):
+        click.echo(f"{key}: {result[key]:,}")
+    for example in result["malformed_examples"]:
+        click.echo(f"  malformed line {example['line']}: {example['reason']}")
+    echo_counter("licenses", result["licenses"])
+    echo_counter("rejected", result["rejected"])
+
+
+@click.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@build_options
+@eligibility_options
+@click.option("--limit", type=click.IntRange(0), help="Stop after this many eligible photos.")
+@click.option("--base-url", help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
+@click.option("--flickr-size", type=click.Choice(sorted(metadata.FLICKR_SIZES)),
+              help="Fetch this Flickr size (z 640, c 800, b 1024, o original) instead of YFCC's 500 px URL.")
+@click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse photos whose header declares more pixels than this (too_large), before decoding them.")
+@click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Photos per shard; a completed shard is never redone when a build is re-run.")
+@politeness_options
+@reference_options
+@click.option("--resume/--restart", default=True, show_default=True,
+              help="Keep the completed shards of an earlier run of this build (the default), or discard them.")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="Build shards in this process, or on Ray actors (pip install 'fdf_build[ray]').")
+@click.option("--ray-address", help="Ray cluster to join (default: start a local Ray).")
+@click.option("--attributes", "with_attributes", is_flag=True,
+              help="Then write every face's FFHQ-Features attributes, as `fdf-build attributes OUT` does.")
+def build(file: str, with_attributes: bool, **options) -> None:
+    """Build an FDF256-style dataset from a YFCC100M metadata FILE.
+
+    Streams eligible photos, fetches them, detects faces and 7 keypoints,
+    drops faces under --min-face px, crops each to --size px, splits by
+    author and writes OUT/{train,val}/. Re-running the same command resumes.
+
+    \b
+    Example:
+      fdf-build build yfcc100m_dataset.bz2 --out data/fdf_rebuild --limit 10000
+    """
+    if file != "-" and not Path(file).is_file():
+        raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
+    _run_and_report(lambda progress: _build(file, progress, options), options["out"])
+    if with_attributes:
+        annotate_dataset(options["out"])
+
+
+def _build(file, progress, options):
+    from ..pipeline import discard_work, run_build
+
+    resume = options.pop("resume")
+    config = BuildConfig(metadata=file, **options)
+    if not resume:
+        discard_work(config.out)
+    return run_build(config, progress)
+
+
+def _run_and_report(job, out: Path) -> None:
+    from ..pipeline import BuildError, stopped, systemic
+
+    try:
+        with Bars() as bars:
+            summary = job(bars)
+    except (BuildError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    except (OSError, MemoryError) as e:  # outside the photos' stages: while merging, say
+        if not systemic(e):
+            raise
+        raise click.ClickException(str(stopped(e))) from None
+    echo_build_summary(summary.to_dict(), out)
+
+
+def echo_build_summary(summary: dict, out: Path) -> None:
+    sel, photos, faces = summary["selection"], summary["photos"], summary["faces"]
+    skipped = summary["skipped"]
+    click.echo(f"metadata: {sel['lines']:,} lines, {sel['malformed']:,} malformed, {sel['eligible']:,} eligible photos")
+    if sel["rejected"]:
+        echo_counter("not eligible", sel["rejected"], "  ")
+    click.echo(
+        f"photos: {photos.get('tried', 0):,} tried, {photos.get('fetched', 0):,} fetched, "
+        f"{skipped.get('photo_removed', 0):,} removed from Flickr, {skipped.get('no_face', 0):,} without faces"
+    )
+    failed = {k: v for k, v in skipped.items()
+              if k not in ("photo_removed", "no_face", "face_too_small", "no_matched_person")}
+    if failed:
+        echo_counter("failed", failed, "  ")
+    if failed.get("internal_error"):
+        click.echo(f"  internal errors are bugs: see {out}/.work/shard_*/photos.jsonl; -v logs their tracebacks")
+    click.echo(
+        f"faces: {faces.get('found', 0):,} found, {faces.get('too_small', 0):,} dropped as too small, "
+        + (f"{faces['unmatched']:,} dropped without a matched person, " if faces.get("unmatched") else "")
+        + f"{faces.get('kept', 0):,} kept: "
+        + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
+        + (f"; {faces['removed_or_blocklisted']:,} left out as removed or blocklisted"
+           if faces.get("removed_or_blocklisted") else "")
+    )
+    click.echo(f"dataset: {out}/{{train,val}}/  (stats in {out}/stats.json)")
+
+
+@click.command("retry-failed")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--base-url", help="Fetch from this mirror or server instead (keeps Flickr's path).")
+@click.option("--workers", type=click.IntRange(1, 512), help="Photos in flight at once.")
+@click.option("--rate", type=click.FloatRange(0.01), help="Requests per second to each host.")
+def retry_failed(out: Path, base_url: Optional[str], workers: Optional[int], rate: Optional[float]) -> None:
+    """Try again the photos of the build in OUT that failed for transient reasons (5xx, 429, timeouts,
+    connection errors) or with an internal error, with the build's own settings, and merge again.
+
+    Each shard's photos.jsonl lists every photo's outcome; removed, missing and
+    undecodable photos are not retried.
+    """
+    from ..pipeline import load_saved_config, retry_failed as retry
+
+    def job(progress):
+        return retry(load_saved_config(out, base_url=base_url, workers=workers, rate=rate), progress)
+
+    _run_and_report(job, out)
+
+
+@click.command()
+@build_options
+def demo(out: Path, **options) -> None:
+    """Run the whole build offline on the bundled sample photos.
+
+    Serves the photos from a local server under Flickr-style URLs, writes a
+    matching YFCC-format file to OUT/demo_yfcc100m.tsv and builds OUT/.
+    """
+    from ..demo import run_demo
+
+    _run_and_report(lambda progress: run_demo(out, progress=progress, **options)[0], out)
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True)
+@click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default=DEFAULT_KEYPOINTS, show_default=True)
+@reference_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
+@click.option("--attributes", "with_attributes", is_flag=True,
+              help="Add each face's faceRectangle and faceAttributes, computed on the crop a build would cut.")
+def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: bool, with_attributes: bool,
+           **reference) -> None:
+    """Detect faces and the 7 FDF keypoints in local IMAGES (all faces, before the size filter).
+
+    Boxes and keypoints are in original pixels; keypoints are nose, left eye,
+    right eye, left ear, right ear, left shoulder, right shoulder (the person's
+    left), null where no model found them.
+    """
+    from ..decode import decode_image
+    from ..pipeline import BuildError, check_models, make_models
+    from ..records import Skip
+    from ..detect import detection_record
+
+    try:
+        config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints, **reference)
+        check_models(config)
+        face_detector, keypoint_model = make_models(config)
+    except (BuildError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    if with_attributes:
+        from ..attributes import AttributeModels, photo_attributes
+
+        attribute_models = AttributeModels()
+    failed = 0
+    for path in images:
+        image = decode_image(path.read_bytes())
+        if isinstance(image, Skip):
+            click.echo(f"{path}: {image.detail}", err=True)
+            failed += 1
+            continue
+        faces = face_detector(image)
+        if keypoint_model is not None:
+            faces = keypoint_model(image, faces)
+        record = detection_record(str(path), image, faces)
+        if with_attributes:
+            for face, extra in zip(record["faces"], photo_attributes(image, faces, attribute_models,
+                                                                      expand=config.expand, size=config.size)):
+                face.update(extra)
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            click.echo(f"{path}: {len(faces)} face(s) in {record['width']}x{record['height']}")
+            for f in record["faces"]:
+                found = sum(p is not None for p in f["keypoints"])
+                extra = ", 68 landmarks" if "landmarks68" in f else ""
+                click.echo(f"  box {f['box']} score {f['score']:.3f}, {found}/7 keypoints{extra}")
+                if "faceAttributes" in f:
+                    click.echo(f"    {_attribute_line(f['faceAttributes'])}")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(images)} image(s) could not be decoded")
+
+
+def _attribute_line(a: dict) -> str:
+    parts = [f"{a['gender']}, age {a['age']:.0f}" if "gender" in a else "",
+             f"smile {a['smile']:.2f}, {max(a['emotion'], key=a['emotion'].get)}" if "emotion" in a else "",
+             "yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}".format(**a["headPose"]) if "headPose" in a else "",
+             f"blur {a['blur']['blurLevel']}, {a['exposure']['exposureLevel']}, noise {a['noise']['noiseLevel']}"]
+    return "; ".join(p for p in parts if p)

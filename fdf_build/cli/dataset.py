@@ -1,0 +1,171 @@
+"""Commands on a dataset: ``pack``, ``verify``, ``rehydrate``, ``attributes`` and ``report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ..options import Bars, echo_counter, echo_problems, politeness_options
+
+
+@click.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the zips and manifest.json (host it as a mirror).")
+@click.option("--metadata-only", is_flag=True,
+              help="Only metainfo.zip (metainfo, landmarks, boxes, attribution, image md5s, crop geometry): "
+                   "no pixels; users recreate the images from Flickr with `fdf-build rehydrate`.")
+def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
+    """Pack a DATASET in the FDF layout into FDF256's zips plus a manifest, for hosting a mirror.
+
+    \b
+    Example:
+      fdf-build pack data/fdf_rebuild --out mirror/
+      python download_fdf256.py data/copy --manifest mirror/manifest.json --base-url http://host/mirror
+      fdf-build pack data/fdf_rebuild --out meta-mirror/ --metadata-only
+    """
+    from ..archive import pack as pack_dataset
+
+    try:
+        manifest = pack_dataset(dataset, out, metadata_only=metadata_only)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    for f in manifest["files"]:
+        click.echo(f"{f['name']}: {f['size']:,} bytes, md5 {f['md5']}")
+    click.echo(f"manifest: {out / 'manifest.json'}")
+
+
+@click.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def verify(dataset: Path) -> None:
+    """Check that every split of DATASET is consistent: images, landmarks.npy, bounding_box.npy and metainfo agree."""
+    from ..layout import verify_dataset
+
+    problems = verify_dataset(dataset)
+    if echo_problems(problems):
+        raise click.ClickException(f"{dataset} is not a consistent FDF dataset")
+    click.echo(f"{dataset}: OK ({', '.join(problems)})")
+
+
+@click.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--yfcc", type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="YFCC100M metadata file (plain, .bz2 or .gz), read once, to find the photos whose metainfo "
+                   "entry has no image URL (FDF's published form) by yfcc100m_line_idx or photo id.")
+@click.option("--base-url", help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
+@click.option("--blocklist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Owner NSIDs and photo ids to take out, one a line ('#' comments); DATASET/blocklist.txt "
+                   "is always honoured.")
+@click.option("--changed", type=click.Choice(("keep", "drop")), default="keep", show_default=True,
+              help="A recut whose md5 differs from the published one (the photo changed on Flickr): keep it "
+                   "(listed in the report) or take the face out.")
+@click.option("--drop-failed", is_flag=True,
+              help="Take out the faces of photos that still fail after retries (5xx, timeouts...), and finish; "
+                   "without it the run stops unfinished and a re-run tries them again.")
+@click.option("--workers", type=click.IntRange(1, 512), default=16, show_default=True,
+              help="Photos in flight at once.")
+@politeness_options
+def rehydrate(dataset: Path, **options) -> None:
+    """Recreate the images of a metadata-only DATASET from the photos on Flickr.
+
+    Each photo is fetched once, its faces cut again from original_bounding_box
+    with the geometry the dataset was cut with, and checked against the
+    published md5s. Faces of photos gone from Flickr (as audit judges it)
+    or blocklisted are taken out as `fdf-build remove` does (renumbered,
+    removed.jsonl) and listed in DATASET/rehydrate_faces.jsonl. Re-running
+    resumes.
+
+    \b
+    Example:
+      python download_fdf256.py data/fdf256 --manifest meta-mirror/manifest.json --base-url URL
+      fdf-build rehydrate data/fdf256 --yfcc yfcc100m_dataset.bz2
+    """
+    _run_rehydrate(dataset, **options)
+
+
+def _run_rehydrate(dataset: Path, **options) -> None:
+    """Rehydrate with progress bars and print the summary (``rehydrate`` and ``download --rehydrate``)."""
+    from ..rehydrate import RehydrateConfig, rehydrate as run
+
+    try:
+        with Bars() as bars:
+            summary = run(RehydrateConfig(dataset=dataset, **options), bars).to_dict()
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    echo_rehydrate_summary(summary, dataset)
+
+
+def echo_rehydrate_summary(summary: dict, dataset: Path) -> None:
+    from ..rehydrate import FACES_REPORT, GONE
+
+    photos, faces, outcomes = summary["photos"], summary["faces"], summary["outcomes"]
+    gone = sum(n for k, n in outcomes.items() if k in GONE)
+    failed = {k: n for k, n in outcomes.items() if k not in GONE and k not in ("blocklisted", "changed")}
+    click.echo(
+        f"photos: {photos.get('published', 0):,} in the metainfo, {photos.get('fetched', 0):,} fetched now, "
+        f"{photos.get('resumed', 0) + photos.get('already_there', 0):,} done before, {gone:,} gone from Flickr, "
+        f"{outcomes.get('blocklisted', 0):,} blocklisted, {outcomes.get('changed', 0):,} changed"
+    )
+    if outcomes:
+        echo_counter("not as published", outcomes, "  ")
+    taken = {k: faces[k] for k in ("gone", "blocklisted", "changed_dropped", "failed_dropped") if faces.get(k)}
+    click.echo(
+        f"faces: {faces.get('published', 0):,} published, {faces.get('identical', 0):,} byte-identical, "
+        + (f"{faces['unverified']:,} without a published md5, " if faces.get("unverified") else "")
+        + f"{faces.get('changed_kept', 0):,} changed (kept), {sum(taken.values()):,} taken out"
+        + (" (" + ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in taken.items()) + ")" if taken else "")
+    )
+    if not summary["complete"]:
+        raise click.ClickException(
+            f"{faces.get('unfinished', 0):,} face(s) of {sum(failed.values()):,} photo(s) could not be recreated "
+            f"({', '.join(f'{k}: {n}' for k, n in failed.items())}); re-run to try them again (what is done is "
+            "kept), or pass --drop-failed to take them out"
+        )
+    click.echo(f"dataset: {dataset}/{{train,val}}/ ("
+               + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
+               + f"); faces not as published: {dataset / FACES_REPORT}")
+
+
+@click.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--attribute-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Your own ONNX model for more fields (glasses, facialHair, makeup...; see README).")
+def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
+    """Write per-face attributes in the FFHQ-Features schema: DATASET/<split>/attributes/<n>.json and attributes.jsonl.
+
+    gender, age, smile, emotion, headPose, blur, exposure and noise come from
+    the offline models inside the package, for every face.
+    """
+    annotate_dataset(dataset, attribute_model)
+
+
+def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> None:
+    from ..attributes import AttributeModels, OnnxAttributeModel, annotate_split
+    from ..layout import load_array, split_dirs
+
+    splits = split_dirs(dataset)
+    if not splits:
+        raise click.ClickException(f"{dataset}: no train/ or val/ with fdf_metainfo.json")
+    models = AttributeModels(user_model=OnnxAttributeModel(attribute_model) if attribute_model else None)
+    # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
+    totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
+    with Bars(totals, default=dict(unit="face")) as bars:  # an unreadable dataset is a DatasetError: one line, exit 2
+        counts = {split: annotate_split(directory, models, progress=bars) for split, directory in splits}
+    click.echo("attributes: " + ", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))
+
+
+@click.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True,
+              help="Directory for index.html and its PNG plots.")
+def report(dataset: Path, out: Path) -> None:
+    """Write an HTML report of DATASET: licenses, splits, face sizes, faces per photo, keypoints, head pose, samples."""
+    from ..report import make_report
+
+    try:
+        page = make_report(dataset, out)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"report: {page}")

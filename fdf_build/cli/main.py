@@ -1,0 +1,42 @@
+"""The ``fdf-build`` command line: a thin shell that parses options, calls the library and prints summaries.
+
+One group, its commands in modules by concern (click's ``add_command``)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from . import InputError, build, dataset, download, privacy
+from .search import search_command
+
+
+class Commands(click.Group):
+    """``fdf-build``'s group: a dataset any command cannot read is reported the same way, by every command."""
+
+    def invoke(self, ctx):
+        from ..layout import DatasetError
+
+        try:
+            return super().invoke(ctx)
+        except DatasetError as e:
+            raise InputError(str(e)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FDF_BUILD"})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def cli(verbose: bool) -> None:
+    """Build, download, search and curate FDF-style face datasets from YFCC100M Flickr photos."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+for command in (build.scan, build.build, build.retry_failed, build.demo, build.detect, dataset.pack, dataset.verify,
+                dataset.rehydrate, dataset.attributes, dataset.report, privacy.remove, privacy.audit, privacy.serve):
+    cli.add_command(command)
+cli.add_command(download.download_command, name="download")
+cli.add_command(search_command, name="search")
+
+
+def main() -> None:
+    cli(prog_name="fdf-build")

@@ -1,0 +1,165 @@
+"""What several commands share: option groups, progress bars, summary printing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Optional
+
+import click
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..config import DEFAULT_EXPAND, DEFAULT_KEYPOINTS, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, LANDMARK_MODELS, UNMATCHED
+from ..filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
+from ..geometry import KEYPOINTS_OUTSIDE
+
+
+def eligibility_options(command):
+    """The filter options every command that selects photos shares, validated at the boundary."""
+
+    def check_licenses(ctx, param, value: str) -> tuple[str, ...]:
+        codes = tuple(v.strip() for v in value.split(",") if v.strip())
+        try:
+            resolve_licenses(codes)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+        return codes
+
+    command = click.option(
+        "--licenses",
+        default=",".join(DEFAULT_LICENSES),
+        show_default=True,
+        callback=check_licenses,
+        help=f"Comma-separated licenses to accept: short codes ({', '.join(LICENSES)}) or license URLs.",
+    )(command)
+    return click.option(
+        "--blocklist",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="File of owner NSIDs and photo ids to exclude, one a line, '#' comments.",
+    )(command)
+
+
+def build_options(command):
+    """Options shared by ``build`` and ``demo``: how photos are fetched, detected, cropped and split."""
+    options = [
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Output directory; {train,val}/ land here, shards in OUT/.work/."),
+        click.option("--workers", type=click.IntRange(1, 512), default=16, show_default=True,
+                     help="Photos in flight at once (fetching threads)."),
+        click.option("--min-face", type=click.IntRange(1), default=64, show_default=True,
+                     help="Drop faces narrower or shorter than this many pixels in the original photo."),
+        click.option("--size", type=click.IntRange(8), default=256, show_default=True,
+                     help="Side of the output face crops in pixels."),
+        click.option("--expand", type=click.FloatRange(1.0), default=DEFAULT_EXPAND, show_default=True,
+                     help="Crop side = max(face width, height) x this, in DeepPrivacy2's integer arithmetic "
+                          "(1.4: FDF256's crops)."),
+        click.option("--keypoints-outside", type=click.Choice(KEYPOINTS_OUTSIDE), default="clamp",
+                     show_default=True,
+                     help="Keypoints outside the crop: clamped to its border in landmarks.npy, as DeepPrivacy2 "
+                          "does, or NaN/null (original_landmark keeps them either way)."),
+        click.option("--val-fraction", type=click.FloatRange(0, 1), default=DEFAULT_VAL_FRACTION,
+                     show_default=True, help="Share of authors (by NSID hash) whose faces go to val/."),
+        click.option("--detector", type=click.Choice(DETECTORS), default="retinaface", show_default=True,
+                     help="Face detector backend (dsfd: the reference's, needs the reference extra and weights)."),
+        click.option("--keypoints", type=click.Choice(KEYPOINT_MODELS), default=DEFAULT_KEYPOINTS, show_default=True,
+                     help="Keypoint model matched to each face: BlazePose then MoveNet MultiPose for its misses "
+                          "(default), one of them alone, keypointrcnn (the reference's), or 'none' (the "
+                          "detector's nose and eyes only)."),
+        click.option("--unmatched", type=click.Choice(UNMATCHED),
+                     help="A face no person's keypoints matched: drop it, as FDF256 did (default), or keep it "
+                          "with the detector's nose and eyes (ears and shoulders NaN/null; the default with "
+                          "--keypoints none)."),
+        click.option("--crawl-date", help="date_crawled to record (default: the day the build started)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def politeness_options(command):
+    """How photos are fetched from Flickr, shared by ``build`` and ``rehydrate`` (the same fetcher serves both)."""
+    options = [
+        click.option("--per-host", type=click.IntRange(1), default=8, show_default=True,
+                     help="Concurrent requests per host."),
+        click.option("--rate", type=click.FloatRange(0.01), default=20.0, show_default=True,
+                     help="Requests per second to each host; a host answering 429/503 is paused for all workers."),
+        click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
+                     help="Seconds to connect and between bytes of a photo."),
+        click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+                     help="Retries per photo on connection errors, timeouts, 5xx and 429."),
+        click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,
+                     help="Retries allowed in the whole run, so a host that is down fails fast."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def reference_options(command):
+    """Options of the reference backends (``[reference]`` extra), shared by ``build`` and ``detect``."""
+    options = [
+        click.option("--landmarks", type=click.Choice(LANDMARK_MODELS),
+                     help="Also find 68 face-alignment landmarks per face (reference extra)."),
+        click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Where reference weights are (else $TORCH_HOME/hub/checkpoints); never downloaded."),
+        click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N], for the reference backends."),
+        click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+                     help="Images per batch for the reference backends."),
+        click.option("--fp16", is_flag=True, help="Mixed precision (autocast) on CUDA for the reference backends."),
+        click.option("--pad-multiple", type=click.IntRange(1), default=1, show_default=True,
+                     help="DSFD: pad each photo to a multiple of this many px, so photos of near sizes share GPU "
+                          "batches (64 or 128 on a GPU); 1 runs each at its own size, as the reference did."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+class Bars:
+    """tqdm bars for the library's ``progress(stage, n)`` callback, created on first use."""
+
+    BYTES = dict(unit="B", unit_scale=True, unit_divisor=1024)
+    STYLE = {
+        "bytes": dict(desc="metadata", **BYTES),
+        "photos": dict(desc="photos", unit="photo"),
+        "faces": dict(desc="faces kept", unit="face"),
+    }
+
+    def __init__(self, totals: Optional[dict] = None, *, default: Optional[dict] = None):
+        self.totals = totals or {}
+        self.default = default or {}
+        self.bars: dict[str, tqdm] = {}
+        self._lock = threading.Lock()  # called from the library's worker threads
+
+    def __call__(self, stage: str, n: int) -> None:
+        with self._lock:
+            if stage not in self.bars:
+                style = self.STYLE.get(stage, dict(desc=stage, **self.default))
+                self.bars[stage] = tqdm(total=self.totals.get(stage), position=len(self.bars), leave=False, **style)
+            self.bars[stage].update(n)
+
+    def __enter__(self):
+        self._redirect = logging_redirect_tqdm()
+        self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for bar in self.bars.values():
+            bar.close()
+        self._redirect.__exit__(*exc)
+
+
+def echo_counter(title: str, counts: dict, indent: str = "") -> None:
+    click.echo(f"{indent}{title}:")
+    for key, n in counts.items():
+        click.echo(f"{indent}  {key or '(none)'}: {n:,}")
+
+
+def echo_problems(problems: dict) -> int:
+    count = 0
+    for split, items in problems.items():
+        for problem in items:
+            click.echo(f"  {split}: {problem}", err=True)
+            count += 1
+    return count
