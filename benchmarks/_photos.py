@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from fdf_build.demo import demo_photos
 from fdf_build.records import Photo
-from fdf_build.synthetic import synthetic_photo
+from fdf_build.sources.synthetic import synthetic_photo
 
 
 def served_demo_photos(copies: int) -> tuple[list[Photo], dict[str, bytes]]:

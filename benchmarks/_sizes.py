@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fdf_build.metadata import open_metadata
-from fdf_build.synthetic import YFCC_OWNERS, write_yfcc_file
+from fdf_build.sources.metadata import open_metadata
+from fdf_build.sources.synthetic import YFCC_OWNERS, write_yfcc_file
 
 
 def bare_read(path: str) -> dict:

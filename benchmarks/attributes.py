@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from fdf_build import attributes as A  # noqa: E402
 from fdf_build.config import DEFAULT_EXPAND  # noqa: E402
-from fdf_build.detect import RetinaFaceDetector  # noqa: E402
-from fdf_build import face_models  # noqa: E402
-from fdf_build.face_models import MESH_DLIB5, head_pose  # noqa: E402
+from fdf_build.models import attributes as face_models  # noqa: E402
+from fdf_build.models.attributes import MESH_DLIB5, head_pose  # noqa: E402
+from fdf_build.models.faces import RetinaFaceDetector  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "attributes"
 

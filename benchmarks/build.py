@@ -25,12 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _photos import served_demo_photos
+
 from fdf_build.config import DEFAULT_KEYPOINTS, KEYPOINT_MODELS, BuildConfig
 from fdf_build.decode import decode_image
-from fdf_build.filters import face_large_enough
 from fdf_build.localserver import LocalServer
-from fdf_build.metadata import format_line
-from fdf_build.pipeline import make_models, run_build
+from fdf_build.models.stack import make_models
+from fdf_build.pipeline import run_build
+from fdf_build.sources.filters import face_large_enough
+from fdf_build.sources.metadata import format_line
 
 
 def bare(photos: list[bytes], config: BuildConfig, models, cpus: int) -> tuple[float, int]:

@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fdf_build.detect import RetinaFaceDetector
 from fdf_build.geometry import box_iou
+from fdf_build.models.faces import RetinaFaceDetector
 
 
 def yuface_detector(max_side: int):

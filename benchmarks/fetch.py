@@ -31,10 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fdf_build.cli import build as build_command
+from fdf_build.cli.build import build as build_command
 from fdf_build.config import BuildConfig
 from fdf_build.demo import demo_photos
-from fdf_build.synthetic import synthetic_photo
+from fdf_build.sources.synthetic import synthetic_photo
 
 FARMS = 9
 NGINX_CONF = """

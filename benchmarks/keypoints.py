@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fdf_build.detect import RetinaFaceDetector
-from fdf_build.filters import face_large_enough
 from fdf_build.geometry import box_iou
-from fdf_build.keypoints import MediaPipePose, MoveNetMultiPose, PoseCascade
+from fdf_build.models.faces import RetinaFaceDetector
+from fdf_build.models.pose import MediaPipePose, MoveNetMultiPose, PoseCascade
+from fdf_build.sources.filters import face_large_enough
 
 OLD_VISIBILITY = 0.5
 

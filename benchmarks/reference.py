@@ -40,7 +40,7 @@ import torch
 
 from fdf_build.decode import decode_image
 from fdf_build.demo import demo_photos
-from fdf_build.reference import BatchedDetector, BatchedKeypoints, DSFDDetector, KeypointRCNN
+from fdf_build.models.reference import BatchedDetector, BatchedKeypoints, DSFDDetector, KeypointRCNN
 
 
 def yfcc_sized(jpeg: bytes, side: int) -> bytes:

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 from _photos import served_demo_photos
-from fdf_build.archive import pack, safe_extract
+
 from fdf_build.config import BuildConfig
+from fdf_build.dataset.archive import pack, safe_extract
 from fdf_build.localserver import LocalServer
-from fdf_build.metadata import format_line
 from fdf_build.pipeline import run_build
 from fdf_build.rehydrate import RehydrateConfig, rehydrate
+from fdf_build.sources.metadata import format_line
 
 
 def main() -> None:

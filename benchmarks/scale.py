@@ -19,7 +19,7 @@ import _sizes
 def select(path: str) -> dict:
     from fdf_build.config import BuildConfig
     from fdf_build.pipeline import _chunks, select as select_photos
-    from fdf_build.scan import ScanSummary
+    from fdf_build.sources.scan import ScanSummary
 
     summary = ScanSummary()
     config = BuildConfig(metadata=path, out=Path("/nonexistent"))

@@ -15,9 +15,9 @@ import _sizes
 
 
 def scan(path: str) -> dict:
-    from fdf_build.filters import Eligibility
-    from fdf_build.metadata import open_metadata, read_photos
-    from fdf_build.scan import scan as scan_lines
+    from fdf_build.sources.filters import Eligibility
+    from fdf_build.sources.metadata import open_metadata, read_photos
+    from fdf_build.sources.scan import scan as scan_lines
 
     with open_metadata(path) as lines:
         summary = scan_lines(read_photos(lines), Eligibility()).to_dict()

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from fdf_build.search import INDEX_SUFFIX, index_dataset
-from fdf_build.synthetic import synthetic_photo
+from fdf_build.privacy.index import INDEX_SUFFIX, index_dataset
+from fdf_build.sources.synthetic import synthetic_photo
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = """

@@ -1,6 +1,6 @@
 """Attributes: per-face JSON in the FFHQ-Features schema, from offline models, computed on the face crop.
 
-Which fields come from where (models in :mod:`fdf_build.face_models`; each record names them under ``models``):
+Which fields come from where (models in :mod:`fdf_build.models.attributes`; each record names them under ``models``):
 
 * ``faceRectangle``: the face box in the original photo (``original_bounding_box``).
 * ``headPose`` (degrees; yaw positive toward the image's right, pitch positive up, roll positive clockwise):
@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from .face_models import MESH_DLIB5, AgeGender, Emotion, FaceMesh, face_oval, head_pose, model_versions
-from .metainfo import FaceRecord
+from .dataset.metainfo import FaceRecord
+from .models.attributes import MESH_DLIB5, AgeGender, Emotion, FaceMesh, face_oval, head_pose, model_versions
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 #: blur and noise are measured with the face box scaled to this width: the records' API saw FFHQ's 128 px
@@ -239,7 +239,7 @@ def record(face_attributes: dict, *, face_id_: Optional[str], original_box: Opti
 
 def read_records(split_dir: Path) -> dict[str, FaceRecord]:
     """A split's metainfo as typed records (a malformed or missing file is a ``layout.DatasetError``)."""
-    from .layout import load_metainfo
+    from .dataset.layout import load_metainfo
 
     return {key: FaceRecord.from_json(key, entry, split=Path(split_dir).name)
             for key, entry in load_metainfo(split_dir).items()}
@@ -247,8 +247,8 @@ def read_records(split_dir: Path) -> dict[str, FaceRecord]:
 
 def annotate_split(split_dir: Path, models: AttributeModels, *, progress=None) -> int:
     """Compute every face's attributes in one split and write them (``attributes/<n>.json`` and ``attributes.jsonl``)."""
-    from .layout import load_array, read_image
-    from .writer import write_attributes
+    from .dataset.layout import load_array, read_image
+    from .dataset.writer import write_attributes
 
     split_dir = Path(split_dir)
     meta = read_records(split_dir)

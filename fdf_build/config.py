@@ -9,9 +9,9 @@ from typing import Optional
 
 from .decode import DEFAULT_MAX_PIXELS
 from .fetch import FetchSettings
-from .filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
 from .geometry import FDF256_EXPAND, KEYPOINTS_OUTSIDE, CropGeometry
-from .metadata import FLICKR_SIZES
+from .sources.filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
+from .sources.metadata import FLICKR_SIZES
 
 #: FDF256's validation share: 6,533 of 248,515 faces.
 DEFAULT_VAL_FRACTION = 0.026

@@ -16,12 +16,13 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from .config import BuildConfig
+from .files import atomic_write
 from .localserver import PLACEHOLDER_PATH, LocalServer, Redirect
-from .metadata import format_line
-from .pipeline import Progress, Summary, run_build
+from .pipeline import Summary, run_build
 from .records import Photo
-from .synthetic import synthetic_photo
-from .writer import atomic_write
+from .shard import Progress
+from .sources.metadata import format_line
+from .sources.synthetic import synthetic_photo
 
 DEMO_LICENSES = ("by", "by-sa", "by-nc", "by-nc-sa")
 #: Made-up owners whose NSIDs hash into val at the default --val-fraction (2.6% of authors, as in FDF256): at that

@@ -1,7 +1,7 @@
 """Distribution: build shards on a Ray cluster (``--executor ray``), one actor per CPU (or per GPU with
 ``--device cuda``).
 
-Each actor loads the models once (like a local build's :class:`~fdf_build.pipeline.Stages`)
+Each actor loads the models once (like a local build's :class:`~fdf_build.shard.Stages`)
 and builds whole shards, writing them where a local build would; the driver
 streams the metadata, keeps a bounded number of shards in flight, and merges
 at the end exactly as a local build does, so the output is the same bytes.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .config import BuildConfig
-from .metadata import format_line, parse_line
+from .sources.metadata import format_line, parse_line
 
 #: shards queued per actor beyond the one it is working on: enough to keep actors busy, bounded for memory
 QUEUE_PER_ACTOR = 1
@@ -23,12 +23,12 @@ QUEUE_PER_ACTOR = 1
 
 class ShardActor:
     def __init__(self, config: BuildConfig):
-        from .pipeline import Stages
+        from .shard import Stages
 
         self.stages = Stages.from_config(config, cpus=1)  # the one CPU Ray gave this actor
 
     def build(self, lines: list[str], shard_dir: str, crawl_date: str) -> tuple[int, dict]:
-        from .pipeline import build_shard
+        from .shard import build_shard
 
         photos = [parse_line(line, 0) for line in lines]
         return len(photos), build_shard(self.stages, photos, Path(shard_dir), crawl_date, lambda stage, n: None)

@@ -2,7 +2,7 @@
 
 * **size**: a face narrower or shorter than ``min_face`` px in the original photo
   (FDF256: 64) is dropped, since upsampling it to 256 px would invent detail;
-* **unmatched**: a face no person's keypoints matched (see :mod:`fdf_build.keypoints`)
+* **unmatched**: a face no person's keypoints matched (see :mod:`fdf_build.models.pose`)
   is dropped under ``unmatched="drop"`` (FDF256's rule, the default: every face then has
   7 keypoints from a pose model) or kept with the detector's nose and eyes under ``"keep"``.
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Union
 
-from .filters import face_large_enough
 from .records import Face, Skip, SkipReason
+from .sources.filters import face_large_enough
+
 
 def large_faces(faces: list[Face], min_face: int, stats: Counter) -> Union[list[Face], Skip]:
     large = [f for f in faces if face_large_enough(f, min_face)]

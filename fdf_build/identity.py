@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Union
 
-from .filters import Blocklist
+from .sources.filters import Blocklist
 
 #: bytes hashed at each end of a file
 EDGE = 1 << 20

@@ -20,24 +20,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from . import identity, metadata
+from . import identity
 from .config import BuildConfig, BuildError
-from .filters import Blocklist, Eligibility, resolve_licenses
-from .layout import WORK_DIR
-from .records import Malformed, Photo, SkipReason
-from .scan import ScanSummary
+from .dataset.layout import WORK_DIR
+from .dataset.writer import ShardWriter, completed_stats, merge_shards, write_geometry
+from .files import write_json
+from .models.stack import check_models, weights_files
+from .privacy.index import index_dataset
+from .privacy.removal import dataset_lock, recover, removals
+from .records import Malformed, Photo, RunCounts, SkipReason
 from .shard import Progress, Stages, run_shard, run_shards_locally
-from .stack import check_models, weights_files
-from .writer import ShardWriter, completed_stats, merge_shards, write_geometry, write_json
+from .sources import metadata
+from .sources.filters import Blocklist, Eligibility, resolve_licenses
+from .sources.scan import ScanSummary
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Summary:
+class Summary(RunCounts):
+    """What a build selected, fetched, kept and skipped (``OUT/stats.json``)."""
+
+    RANKED = ("skipped",)
     selection: dict = field(default_factory=dict)
-    photos: Counter = field(default_factory=Counter)
-    faces: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
     splits: Counter = field(default_factory=Counter)
     shards: Counter = field(default_factory=Counter)
@@ -45,16 +50,6 @@ class Summary:
     def add_shard(self, stats: dict) -> None:
         for key in ("photos", "faces", "skipped"):
             getattr(self, key).update(stats[key])
-
-    def to_dict(self) -> dict:
-        return {
-            "selection": self.selection,
-            "photos": dict(self.photos),
-            "faces": dict(self.faces),
-            "skipped": dict(self.skipped.most_common()),
-            "splits": dict(self.splits),
-            "shards": dict(self.shards),
-        }
 
 
 def select(config: BuildConfig, summary: ScanSummary, progress: Progress,
@@ -125,8 +120,6 @@ def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:
 
 
 def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
-    from .privacy import removals
-
     progress = progress or (lambda stage, n: None)
     check_models(config)
     work, crawl_date, started_with = _prepare_work_dir(config)
@@ -175,11 +168,9 @@ def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Su
     and ``removed.jsonl``) name now, whenever its shard was built: a removal is final, and a blocklist
     that grew since the shards were built needs no ``--restart``.
     """
-    from . import privacy
-
     out = Path(config.out)
-    with privacy.dataset_lock(out):
-        privacy.recover(out)  # an interrupted removal first: its journal must not later swap over this merge
+    with dataset_lock(out):
+        recover(out)  # an interrupted removal first: its journal must not later swap over this merge
         blocked = never_again(config)
         left_out = Counter()
 
@@ -192,15 +183,13 @@ def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Su
         if left_out["faces"]:
             summary.faces["removed_or_blocklisted"] = left_out["faces"]
         write_geometry(out, config.geometry)
-        privacy.index_dataset(out)
+        index_dataset(out)
         write_json(out / "stats.json", summary.to_dict())
     return summary
 
 
 def never_again(config: BuildConfig) -> Blocklist:
     """Owners and photos that must not be in this build's output: its ``--blocklist`` and its dataset's removals."""
-    from .privacy import removals
-
     return Blocklist.from_file(config.blocklist) | removals(Path(config.out))
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from dataclasses import dataclass
-from typing import Optional
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
 
 import numpy as np
 from numpy.typing import NDArray
@@ -171,3 +173,31 @@ class FaceCrop:
     def key(self) -> tuple[int, int]:
         """A stable sort key: output order never depends on which thread finished first."""
         return (self.photo.line_number, self.face_index)
+
+
+class Tally:
+    """A dataclass of counts that round-trips through JSON: each Counter as a dict, largest first where ``RANKED``."""
+
+    RANKED: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Counter):
+                value = dict(value.most_common() if f.name in self.RANKED else value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        counters = {f.name for f in dataclasses.fields(cls) if f.default_factory is Counter}
+        return cls(**{k: Counter(v) if k in counters else v for k, v in data.items()})
+
+
+@dataclass
+class RunCounts(Tally):
+    """What every run counts: photos and faces, by what happened to them."""
+
+    photos: Counter = field(default_factory=Counter)
+    faces: Counter = field(default_factory=Counter)

@@ -22,11 +22,11 @@ killed while removing finishes them on the next start.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -35,17 +35,18 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
-from . import audit
+from .dataset.layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
+from .dataset.published import (Geometry, PhotoJob, PublishedFace, RehydrateError, find_in_yfcc, group_by_photo,
+                                load_geometry, published_faces)
+from .dataset.writer import encode_png
 from .decode import decode_image
 from .fetch import Fetcher, FetchSettings
-from .filters import Blocklist
-from .layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
-from .published import (Geometry, PhotoJob, PublishedFace, RehydrateError, find_in_yfcc, group_by_photo, load_geometry,
-                        published_faces)
-from .privacy import BLOCKLIST, plan_removal, recover, remove_faces
-from .records import Skip, SkipReason
-from .search import index_dataset
-from .writer import atomic_write, encode_png, write_json
+from .files import appending, atomic_write, write_json
+from .privacy import audit
+from .privacy.index import index_dataset
+from .privacy.removal import BLOCKLIST, plan_removal, recover, remove_faces
+from .records import RunCounts, Skip, SkipReason
+from .sources.filters import Blocklist
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ class Journal:
             atomic_write(stamp, fingerprint + "\n")
         # rewrite what was read, so a torn last line cannot end up in the middle of the file
         atomic_write(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows.values()))
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._appending = contextlib.ExitStack()
+        self._file = self._appending.enter_context(appending(self.path))
 
     def done(self, job: PhotoJob, root: Path) -> bool:
         row = self.rows.get(job.photo_id)
@@ -182,9 +184,7 @@ class Journal:
         self._file.flush()
 
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        self._appending.close()  # fsynced on the way out
 
 
 def _fingerprint(dataset: Path) -> str:
@@ -203,22 +203,14 @@ def _fingerprint(dataset: Path) -> str:
 
 
 @dataclass
-class RehydrateSummary:
-    photos: Counter = field(default_factory=Counter)
-    faces: Counter = field(default_factory=Counter)
+class RehydrateSummary(RunCounts):
+    """What a rehydration fetched, recut and took out (``DATASET/rehydrate.json``)."""
+
+    RANKED = ("outcomes",)
     #: photos by outcome other than ok: photo_removed, http_404, blocklisted, changed, http_5xx...
     outcomes: Counter = field(default_factory=Counter)
     splits: dict = field(default_factory=dict)
     complete: bool = False
-
-    def to_dict(self) -> dict:
-        return {"photos": dict(self.photos), "faces": dict(self.faces), "outcomes": dict(self.outcomes.most_common()),
-                "splits": dict(self.splits), "complete": self.complete}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RehydrateSummary":
-        return cls(Counter(data["photos"]), Counter(data["faces"]), Counter(data["outcomes"]), data["splits"],
-                   data["complete"])
 
 
 def _blocklist(config: RehydrateConfig) -> Blocklist:

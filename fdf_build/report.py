@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 
 from .attributes import read_records
-from .layout import load_array, read_image, split_dirs
-from .writer import atomic_write, encode_png
+from .dataset.layout import load_array, read_image, split_dirs
+from .dataset.writer import encode_png
+from .files import atomic_write
 
 _COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 

@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from . import metadata
 from .config import BuildConfig, BuildError
 from .crop import cut_faces
+from .dataset.writer import ShardWriter
 from .decode import decode_image
-from .detect import FaceDetector
 from .facefilter import large_faces, matched_faces
 from .fetch import Fetcher
-from .keypoints import KeypointModel
+from .models.faces import FaceDetector
+from .models.pose import KeypointModel
+from .models.stack import make_models
 from .records import FaceCrop, Photo, Skip, SkipReason
-from .stack import make_models
-from .writer import ShardWriter
+from .sources import metadata
 
 log = logging.getLogger(__name__)
 

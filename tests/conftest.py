@@ -27,14 +27,14 @@ def load_rgb(path: os.PathLike):
 
 @pytest.fixture(scope="session")
 def detector():
-    from fdf_build.detect import RetinaFaceDetector
+    from fdf_build.models.faces import RetinaFaceDetector
 
     return RetinaFaceDetector()
 
 
 @pytest.fixture(scope="session")
 def pose():
-    from fdf_build.keypoints import MediaPipePose
+    from fdf_build.models.pose import MediaPipePose
 
     return MediaPipePose()
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 
 from fdf_build.crop import cut_face
+from fdf_build.dataset.writer import ShardWriter, merge_shards
 from fdf_build.geometry import CropGeometry
 from fdf_build.records import Face
-from fdf_build.synthetic import synthetic_photo
-from fdf_build.writer import ShardWriter, merge_shards
+from fdf_build.sources.synthetic import synthetic_photo
 
 from .conftest import DEMO_DATA, load_rgb
 

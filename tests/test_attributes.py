@@ -7,24 +7,21 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.attributes import (AttributeModels, FaceRegion, OnnxAttributeModel, brightness, crops_as_built,
-                                  face_id, image_quality, photo_attributes)
-from fdf_build.cli import cli
+from fdf_build.attributes import (AttributeModels, FaceRegion, OnnxAttributeModel, brightness, crops_as_built, face_id,
+                                  image_quality, photo_attributes)
+from fdf_build.cli.main import cli
 from fdf_build.config import DEFAULT_EXPAND
-from fdf_build.face_models import EMOTIONS, PITCH_OFFSET, head_pose
-from fdf_build.data import FDF256Dataset
-from fdf_build.layout import load_metainfo
-from fdf_build.metainfo import FaceRecord
-
 from fdf_build.crop import cut_face
-from fdf_build.geometry import CropGeometry, crop, square_around
-from fdf_build.records import FaceCrop
-from fdf_build.synthetic import synthetic_photo
-from fdf_build.writer import ShardWriter, merge_shards
+from fdf_build.dataset.layout import load_metainfo
+from fdf_build.dataset.loader import FDF256Dataset
+from fdf_build.dataset.metainfo import FaceRecord
+from fdf_build.dataset.writer import ShardWriter, merge_shards
+from fdf_build.geometry import CropGeometry
+from fdf_build.models.attributes import EMOTIONS, PITCH_OFFSET, head_pose
+from fdf_build.sources.synthetic import synthetic_photo
 
 from .conftest import DEMO_DATA, load_rgb
 from .datasets import make_dataset
-
 
 ATTRIBUTES = Path(__file__).parent / "data" / "attributes"
 

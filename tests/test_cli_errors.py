@@ -5,7 +5,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli, download_command
+from fdf_build.cli.download import download_command
+from fdf_build.cli.main import cli
 
 from .datasets import make_dataset
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli
+from fdf_build.cli.main import cli
 from fdf_build.config import DEFAULT_VAL_FRACTION
 from fdf_build.demo import DEMO_VAL_OWNERS, demo_metadata, demo_photos
 from fdf_build.split import split_of

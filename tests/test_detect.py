@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli
+from fdf_build.cli.main import cli
 from fdf_build.geometry import box_iou
-from fdf_build.keypoints import nose_and_eyes_inside, person_region
+from fdf_build.models.pose import nose_and_eyes_inside, person_region
 
 from .conftest import DEMO_DATA, load_rgb
 
@@ -104,7 +104,7 @@ def own_keypoints(faces, annotation, model_prefix) -> set[int]:
 
 @pytest.fixture(scope="module")
 def movenet():
-    from fdf_build.keypoints import MoveNetMultiPose
+    from fdf_build.models.pose import MoveNetMultiPose
 
     return MoveNetMultiPose()
 
@@ -140,7 +140,7 @@ def test_pose_keeps_every_point_with_its_score(detector, pose):
 
 
 def test_movenet_from_the_wheel_matches_a_portrait(detector, movenet):
-    from fdf_build.keypoints import MoveNetMultiPose, movenet_weights
+    from fdf_build.models.pose import MoveNetMultiPose, movenet_weights
 
     assert movenet_weights()[4:8] == b"TFL3"  # a TFLite flatbuffer, checked against its bundle's sha256
     image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
@@ -152,7 +152,7 @@ def test_movenet_from_the_wheel_matches_a_portrait(detector, movenet):
 
 
 def test_cascade_asks_the_next_model_only_for_misses(detector):
-    from fdf_build.keypoints import PoseCascade, PersonModel
+    from fdf_build.models.pose import PersonModel, PoseCascade
 
     class Never(PersonModel):
         name = "never"
@@ -213,10 +213,10 @@ def test_detect_cli_json(tmp_path):
 def test_mediapipe_chatter_goes_to_the_debug_log_not_the_terminal(capfd, caplog):
     import logging
 
-    from fdf_build.keypoints import MediaPipePose
+    from fdf_build.models.pose import MediaPipePose
 
     capfd.readouterr()
-    with caplog.at_level(logging.DEBUG, logger="fdf_build.keypoints"):
+    with caplog.at_level(logging.DEBUG, logger="fdf_build.models.pose"):
         pose = MediaPipePose(graphs=2)  # new graphs always warn in C++ on their first run
     assert capfd.readouterr().err == ""
     assert any("mediapipe: " in r.getMessage() and "W0000" in r.getMessage() for r in caplog.records)

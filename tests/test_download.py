@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.archive import UnsafeArchive, pack, safe_extract
-from fdf_build.cli import cli, download_command
-from fdf_build.download import FileDownloader, download_dataset, load_manifest
+from fdf_build.cli.download import download_command
+from fdf_build.cli.main import cli
+from fdf_build.dataset.archive import UnsafeArchive, pack, safe_extract
+from fdf_build.dataset.download import FileDownloader, download_dataset, load_manifest
+from fdf_build.dataset.layout import verify_dataset
 from fdf_build.fetch import make_session
-from fdf_build.layout import verify_dataset
 from fdf_build.localserver import Fault, LocalServer, Redirect
 
 from .conftest import REPO

@@ -11,9 +11,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.archive import pack
-from fdf_build.cli import download_command
-from fdf_build.download import FileDownloader, download_dataset, load_manifest
+from fdf_build.cli.download import download_command
+from fdf_build.dataset.archive import pack
+from fdf_build.dataset.download import FileDownloader, download_dataset, load_manifest
 from fdf_build.fetch import make_session
 from fdf_build.localserver import LocalServer
 

@@ -1,16 +1,9 @@
 import pytest
 
-from fdf_build.filters import (
-    DEFAULT_LICENSES,
-    LICENSES,
-    Blocklist,
-    Eligibility,
-    is_opt_out_tag,
-    license_code,
-    resolve_licenses,
-)
 from fdf_build.records import SkipReason
-from fdf_build.synthetic import synthetic_photo
+from fdf_build.sources.filters import (DEFAULT_LICENSES, LICENSES, Blocklist, Eligibility, is_opt_out_tag, license_code,
+                                       resolve_licenses)
+from fdf_build.sources.synthetic import synthetic_photo
 
 
 @pytest.mark.parametrize("code", list(LICENSES))
@@ -96,8 +89,8 @@ def test_blocklist_file(tmp_path):
 def test_face_size_filter_needs_both_sides_and_keeps_the_boundary():
     import numpy as np
 
-    from fdf_build.filters import face_large_enough
     from fdf_build.records import Face
+    from fdf_build.sources.filters import face_large_enough
 
     def face(w, h):
         return Face(box=np.array([10, 20, 10 + w, 20 + h], np.float32), score=0.9,

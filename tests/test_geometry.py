@@ -123,9 +123,8 @@ def test_crop_shrinks_by_area_and_enlarges_bicubically():
 
 # ---------------------------------------------------------------- FDF256's crop (DeepPrivacy2's arithmetic)
 
-from fdf_build.geometry import (  # noqa: E402
-    GEOMETRY_FILE, CropGeometry, expand_square, recompute_crop, resize_bicubic_aa, whole_pixels,
-)
+from fdf_build.geometry import (GEOMETRY_FILE, CropGeometry, expand_square, recompute_crop, resize_bicubic_aa,
+                                whole_pixels)
 
 
 @pytest.mark.parametrize("box, square", [

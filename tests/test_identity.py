@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from fdf_build.config import BuildConfig
-from fdf_build.filters import Blocklist
 from fdf_build.identity import (EDGE, blocklist_entries, blocklist_from_entries, build_identity, differences,
                                 file_identity, same_file)
+from fdf_build.sources.filters import Blocklist
 
 # sha256 of b"abc" (FIPS 180-2, appendix B.1) and of b"" : written down, not computed by the code under test
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

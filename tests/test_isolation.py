@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build import pipeline, writer
-from fdf_build.cli import cli
+from fdf_build import pipeline, shard
+from fdf_build.cli.main import cli
 from fdf_build.config import BuildConfig
-from fdf_build.decode import decode_image, declared_size
+from fdf_build.dataset import writer
+from fdf_build.decode import declared_size, decode_image
 from fdf_build.demo import demo_metadata, demo_photos
 from fdf_build.localserver import LocalServer
-from fdf_build.metadata import format_line
 from fdf_build.records import SkipReason
-from fdf_build.synthetic import synthetic_photo
+from fdf_build.sources.metadata import format_line
+from fdf_build.sources.synthetic import synthetic_photo
 
 from .conftest import FACES
 from .test_pipeline import dataset_bytes
@@ -109,7 +110,7 @@ def test_max_pixels_option_caps_what_is_decoded(world, tmp_path):
 
 def fail_keypoints_on(monkeypatch, size: tuple[int, int], make_error):
     """Make the keypoint stage of every build raise ``make_error()`` on photos of ``size`` (width, height)."""
-    original = pipeline.Stages.from_config.__func__
+    original = shard.Stages.from_config.__func__
 
     def from_config(cls, config, **kw):
         stages = original(cls, config, **kw)
@@ -126,7 +127,7 @@ def fail_keypoints_on(monkeypatch, size: tuple[int, int], make_error):
         stages.keypoints = Faulty()
         return stages
 
-    monkeypatch.setattr(pipeline.Stages, "from_config", classmethod(from_config))
+    monkeypatch.setattr(shard.Stages, "from_config", classmethod(from_config))
 
 
 def test_an_unexpected_exception_fails_that_photo_only_and_retry_failed_redoes_it(world, tmp_path, monkeypatch,
@@ -139,7 +140,7 @@ def test_an_unexpected_exception_fails_that_photo_only_and_retry_failed_redoes_i
     with LocalServer(routes, max_seconds=120) as server:
         with monkeypatch.context() as m:
             fail_keypoints_on(m, size, lambda: RuntimeError("model blew up"))
-            with caplog.at_level(logging.DEBUG, logger="fdf_build.pipeline"):
+            with caplog.at_level(logging.DEBUG, logger="fdf_build.shard"):
                 result = CliRunner().invoke(cli, build_args(tsv, tmp_path / "b", server))
         assert result.exit_code == 0, result.output
         assert "internal_error: 1" in result.output

@@ -5,9 +5,9 @@ import io
 
 import pytest
 
-from fdf_build import metadata
 from fdf_build.records import Malformed, Photo
-from fdf_build.synthetic import synthetic_photo, yfcc_hash
+from fdf_build.sources import metadata
+from fdf_build.sources.synthetic import synthetic_photo, yfcc_hash
 
 # A real line of the 25-column release layout (values shaped like YFCC100M's, ids made up).
 REAL_LINE = "\t".join(

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fdf_build.metainfo import FaceRecord, crawl_date_form, photo_id_from_url, read_metainfo, upload_date
+from fdf_build.dataset.metainfo import FaceRecord, crawl_date_form, read_metainfo, upload_date
+from fdf_build.flickr import photo_id_from_url
 
 # an entry as FDF's README ("Metainfo") documents it, plus user_nsid, with real-looking values
 PUBLISHED = {

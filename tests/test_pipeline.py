@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli
-from fdf_build.config import BuildConfig
+from fdf_build.cli.main import cli
+from fdf_build.config import BuildConfig, BuildError
 from fdf_build.decode import decode_image
 from fdf_build.demo import demo_metadata, demo_photos
-from fdf_build.filters import DEFAULT_LICENSES
+from fdf_build.files import read_jsonl
 from fdf_build.localserver import Fault, LocalServer
-from fdf_build.metadata import format_line
-from fdf_build.pipeline import BuildError, run_build
+from fdf_build.pipeline import run_build
+from fdf_build.sources.filters import DEFAULT_LICENSES
+from fdf_build.sources.metadata import format_line
+from fdf_build.sources.synthetic import synthetic_photo
 from fdf_build.split import split_of
-from fdf_build.synthetic import synthetic_photo
-from fdf_build.writer import read_jsonl
 
 from .conftest import DEMO_DATA
 from .demo_faces import found_faces, kept_faces
@@ -178,7 +178,7 @@ def test_a_default_build_loads_as_deepprivacy2s_fdf256dataset_reads_it(built):
 
 
 def test_build_leaves_a_fresh_search_index(built):
-    from fdf_build import privacy
+    from fdf_build.privacy import index as privacy_index
 
     out, _ = built
     for split in ("train", "val"):
@@ -186,12 +186,12 @@ def test_build_leaves_a_fresh_search_index(built):
         index = meta.with_name(meta.name + ".index")
         written = index.stat().st_mtime_ns
         nsid = next(iter(json.loads(meta.read_text()).values()))["user_nsid"]
-        assert privacy.search(meta, nsids=[nsid])
+        assert privacy_index.search(meta, nsids=[nsid])
         assert index.stat().st_mtime_ns == written  # used as is, not rebuilt on first search
 
 
 def test_unmatched_faces_are_dropped_as_fdf256_did_unless_kept(built, world, tmp_path):
-    from fdf_build.detect import RetinaFaceDetector
+    from fdf_build.models.faces import RetinaFaceDetector
 
     def faces(out):
         return {(m["yfcc100m_line_idx"], tuple(m["original_bounding_box"])): m["keypoint_model"]
@@ -360,7 +360,7 @@ def test_a_removed_owner_stays_out_of_the_next_real_build(built, world, tmp_path
 
 
 def _records(world) -> list:
-    from fdf_build.metadata import open_metadata, read_photos
+    from fdf_build.sources.metadata import open_metadata, read_photos
 
     with open_metadata(world[0]) as lines:
         return list(read_photos(lines))

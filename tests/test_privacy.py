@@ -2,8 +2,8 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import sqlite3
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -12,19 +12,20 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 
-from fdf_build import privacy
-from fdf_build.cli import cli, search_command
+from fdf_build.cli.main import cli
+from fdf_build.cli.search import search_command
 from fdf_build.config import BuildConfig
+from fdf_build.dataset.layout import load_metainfo, verify_dataset
+from fdf_build.dataset.metainfo import read_metainfo
 from fdf_build.demo import demo_photos
-from fdf_build.metadata import format_line
-from fdf_build.pipeline import run_build
-from fdf_build.filters import Blocklist
-from fdf_build.layout import load_metainfo, verify_dataset
-from fdf_build.metainfo import read_metainfo
-from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
 from fdf_build.fetch import RateLimiter
-from fdf_build.privacy import photo_id_from_url
-from fdf_build.synthetic import synthetic_photo
+from fdf_build.flickr import photo_id_from_url
+from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
+from fdf_build.pipeline import run_build
+from fdf_build.privacy import audit as privacy_audit, index as privacy_index, removal
+from fdf_build.sources.filters import Blocklist
+from fdf_build.sources.metadata import format_line
+from fdf_build.sources.synthetic import synthetic_photo
 
 from .conftest import REPO
 from .datasets import make_dataset
@@ -47,7 +48,7 @@ def dataset(tmp_path):
 def dataset_bytes(root):
     """Every file's bytes, but the search index and the lock (caches a read leaves)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and ".index" not in p.name and p.name != privacy.LOCK}
+            if p.is_file() and ".index" not in p.name and p.name != removal.LOCK}
 
 
 def faces_of(root, nsid):
@@ -77,10 +78,10 @@ def test_photo_id_from_any_flickr_url(url, photo_id):
 def test_search_by_every_key(dataset, tmp_path):
     expected = faces_of(dataset, "alice@N00")
     assert len({s for s, _ in expected}) == 2
-    by_nsid = privacy.search(dataset, nsids=["alice@N00"])
+    by_nsid = privacy_index.search(dataset, nsids=["alice@N00"])
     assert sorted((m.split, m.image) for m in by_nsid) == sorted(expected)
     photo = synthetic_photo(1)  # bob's first photo in the train dataset
-    by_id = privacy.search(dataset / "train", photo_ids=[photo.photo_id])
+    by_id = privacy_index.search(dataset / "train", photo_ids=[photo.photo_id])
     assert {m.entry["photo_id"] for m in by_id} == {photo.photo_id} and len(by_id) == 2
     (tmp_path / "nsids.txt").write_text("# two users\ncarol@N02\ndave@N03\n")
     result = CliRunner().invoke(search_command, [str(dataset), "--nsid-file", str(tmp_path / "nsids.txt"), "--json"])
@@ -117,15 +118,15 @@ def test_seed_command_line_exit_codes(dataset, tmp_path):
 
 def test_index_is_rebuilt_when_the_metainfo_changes(dataset):
     meta_path = dataset / "train" / "fdf_metainfo.json"
-    before = privacy.search(meta_path, nsids=["dave@N03"])
+    before = privacy_index.search(meta_path, nsids=["dave@N03"])
     assert before and meta_path.with_name("fdf_metainfo.json.index").is_file()
     meta = json.loads(meta_path.read_text())
     for entry in meta.values():  # dave's photos change hands; the file changes size and mtime
         if entry["user_nsid"] == "dave@N03":
             entry["user_nsid"] = "zed@N09"
     meta_path.write_text(json.dumps(meta, indent=1))
-    assert privacy.search(meta_path, nsids=["dave@N03"]) == []
-    assert len(privacy.search(meta_path, nsids=["zed@N09"])) == len(before)
+    assert privacy_index.search(meta_path, nsids=["dave@N03"]) == []
+    assert len(privacy_index.search(meta_path, nsids=["zed@N09"])) == len(before)
 
 
 def edit_in_place(path, old: bytes, new: bytes):
@@ -143,30 +144,30 @@ def edit_in_place(path, old: bytes, new: bytes):
 
 def test_an_in_place_edit_keeping_size_and_mtime_is_seen(dataset):
     meta_path = dataset / "train" / "fdf_metainfo.json"
-    daves = privacy.search(meta_path, nsids=["dave@N03"])
-    assert daves and privacy.search(meta_path, nsids=["davy@N03"]) == []  # the index knows no davy
+    daves = privacy_index.search(meta_path, nsids=["dave@N03"])
+    assert daves and privacy_index.search(meta_path, nsids=["davy@N03"]) == []  # the index knows no davy
     edit_in_place(meta_path, b'"dave@N03"', b'"davy@N03"')
-    assert sorted(m.image for m in privacy.search(meta_path, nsids=["davy@N03"])) == sorted(m.image for m in daves)
-    assert privacy.search(meta_path, nsids=["dave@N03"]) == []
+    assert sorted(m.image for m in privacy_index.search(meta_path, nsids=["davy@N03"])) == sorted(m.image for m in daves)
+    assert privacy_index.search(meta_path, nsids=["dave@N03"]) == []
 
 
 def index_db(meta_path):
-    return sqlite3.connect(meta_path.with_name(meta_path.name + privacy.INDEX_SUFFIX))
+    return sqlite3.connect(meta_path.with_name(meta_path.name + privacy_index.INDEX_SUFFIX))
 
 
 def test_every_entry_the_index_returns_is_checked(dataset):
     """An index that lies (its stamp still matches) is caught by the re-check, rebuilt, and answers right."""
     meta_path = dataset / "train" / "fdf_metainfo.json"
-    carols = sorted(m.image for m in privacy.search(meta_path, nsids=["carol@N02"]))
+    carols = sorted(m.image for m in privacy_index.search(meta_path, nsids=["carol@N02"]))
     with index_db(meta_path) as db:
         db.execute("UPDATE faces SET nsid = 'carol@N02' WHERE nsid = 'dave@N03'")
-    assert sorted(m.image for m in privacy.search(meta_path, nsids=["carol@N02"])) == carols
+    assert sorted(m.image for m in privacy_index.search(meta_path, nsids=["carol@N02"])) == carols
     with index_db(meta_path) as db:  # and the lie is gone from the file
         assert db.execute("SELECT count(*) FROM faces WHERE nsid = 'dave@N03'").fetchone()[0] > 0
 
 
 def test_one_indexed_query_per_lookup(dataset):
-    from fdf_build.search import LOOKUP, MetainfoIndex
+    from fdf_build.privacy.index import LOOKUP, MetainfoIndex
 
     meta_path = dataset / "train" / "fdf_metainfo.json"
     index = MetainfoIndex.open(meta_path)
@@ -183,9 +184,9 @@ def test_one_indexed_query_per_lookup(dataset):
 
 def test_an_old_json_index_is_replaced(dataset):
     meta_path = dataset / "train" / "fdf_metainfo.json"
-    index_path = meta_path.with_name(meta_path.name + privacy.INDEX_SUFFIX)
+    index_path = meta_path.with_name(meta_path.name + privacy_index.INDEX_SUFFIX)
     index_path.write_text('{"version": 1, "metainfo": {}, "keys": [], "spans": [], "nsid": {}, "photo_id": {}}')
-    assert len(privacy.search(meta_path, nsids=["dave@N03"])) == len(faces_of(dataset, "dave@N03"))
+    assert len(privacy_index.search(meta_path, nsids=["dave@N03"])) == len(faces_of(dataset, "dave@N03"))
     assert index_path.read_bytes().startswith(b"SQLite format 3")
 
 
@@ -195,7 +196,7 @@ def test_a_read_only_dataset_keeps_its_index_in_the_cache(dataset, tmp_path, mon
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     for split in ("train", "val"):
-        (dataset / split / ("fdf_metainfo.json" + privacy.INDEX_SUFFIX)).unlink(missing_ok=True)
+        (dataset / split / ("fdf_metainfo.json" + privacy_index.INDEX_SUFFIX)).unlink(missing_ok=True)
     real_mkstemp = tempfile.mkstemp
     read_only = {str(dataset / "train"), str(dataset / "val")}
 
@@ -206,11 +207,11 @@ def test_a_read_only_dataset_keeps_its_index_in_the_cache(dataset, tmp_path, mon
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     expected = sorted(faces_of(dataset, "alice@N00"))
-    assert sorted((m.split, m.image) for m in privacy.search(dataset, nsids=["alice@N00"])) == expected
+    assert sorted((m.split, m.image) for m in privacy_index.search(dataset, nsids=["alice@N00"])) == expected
     cached = sorted((cache / "fdf_build" / "search").glob("*.sqlite"))
     assert len(cached) == 2 and not list(dataset.rglob("*.index"))
     written = [p.stat().st_mtime_ns for p in cached]
-    assert sorted((m.split, m.image) for m in privacy.search(dataset, nsids=["alice@N00"])) == expected
+    assert sorted((m.split, m.image) for m in privacy_index.search(dataset, nsids=["alice@N00"])) == expected
     assert [p.stat().st_mtime_ns for p in cached] == written  # used again, not rebuilt per run
 
 
@@ -261,19 +262,19 @@ def test_remove_dry_run_changes_nothing(dataset):
 
 
 def test_crash_after_the_commit_point_rolls_forward(dataset, monkeypatch):
-    real = privacy._swap_split
+    real = removal._swap_split
 
     def crash_on_val(root, staging, split):
         if split == "val":
             raise KeyboardInterrupt("killed between splits")
         real(root, staging, split)
 
-    monkeypatch.setattr(privacy, "_swap_split", crash_on_val)
-    plan = privacy.plan_removal(dataset, nsids=["bob@N01"])
+    monkeypatch.setattr(removal, "_swap_split", crash_on_val)
+    plan = removal.plan_removal(dataset, nsids=["bob@N01"])
     with pytest.raises(KeyboardInterrupt):
-        privacy.remove_faces(plan)
-    monkeypatch.setattr(privacy, "_swap_split", real)
-    assert (dataset / privacy.JOURNAL).exists()
+        removal.remove_faces(plan)
+    monkeypatch.setattr(removal, "_swap_split", real)
+    assert (dataset / removal.JOURNAL).exists()
     # any later command first finishes the removal
     result = CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", "nobody@N00", "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -287,9 +288,9 @@ def test_crash_before_the_commit_point_leaves_the_old_dataset(dataset, monkeypat
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(privacy, "write_split", boom)
+    monkeypatch.setattr(removal, "write_split", boom)
     with pytest.raises(OSError):
-        privacy.remove_faces(privacy.plan_removal(dataset, nsids=["bob@N01"]))
+        removal.remove_faces(removal.plan_removal(dataset, nsids=["bob@N01"]))
     assert not list(dataset.glob(".remove-*"))  # no staging left behind, nothing for recovery to do
     assert dataset_bytes(dataset) == before
 
@@ -377,7 +378,7 @@ def test_audit_timeouts_are_unknown(dataset):
     faults = {urlsplit(urls[slow]).path: [Fault("stall", seconds=1.0)] * 3}
     with LocalServer(routes, faults, max_seconds=60) as server:
         fetcher = Fetcher(make_session(2), timeout=0.2, retries=1, backoff=0.01)
-        report = privacy.audit(dataset, fetcher, base_url=server.url, rate=200)
+        report = privacy_audit.audit(dataset, fetcher, base_url=server.url, rate=200)
     assert report.gone == {} and report.unknown == {slow: "http_timeout"}
     assert report.checked == len(urls) and report.dominant_failure is None
 
@@ -437,7 +438,7 @@ def test_a_removal_is_final_through_retry_failed_and_rebuilds(world, tmp_path):
         summary = run_build(dataclasses.replace(config, base_url=server.url))  # the same build again: resumes
     assert owners_in(out) == {"ann@N00"} and summary.shards["resumed"] == 2
     for nsid in ("bea@N01", "cid@N02"):
-        assert privacy.search(out, nsids=[nsid]) == []
+        assert privacy_index.search(out, nsids=[nsid]) == []
     assert verify_dataset(out) == {"train": [], "val": []}
 
 
@@ -514,14 +515,14 @@ def test_removal_renumbers_attributes_with_the_rest(dataset):
 
 def test_a_plan_made_before_another_removal_is_made_again(dataset):
     """Two removals planned on the same numbering: the second must not remove by stale numbers."""
-    bob = privacy.plan_removal(dataset, nsids=["bob@N01"])
-    carol = privacy.plan_removal(dataset, nsids=["carol@N02"])
+    bob = removal.plan_removal(dataset, nsids=["bob@N01"])
+    carol = removal.plan_removal(dataset, nsids=["carol@N02"])
     expected = {s: {k for k, m in load_metainfo(dataset / s).items() if m["user_nsid"] not in ("bob@N01", "carol@N02")}
                 for s in ("train", "val")}
     kept = {s: sorted((m["photo_id"], m["face_index"]) for k, m in load_metainfo(dataset / s).items()
                       if k in expected[s]) for s in expected}
-    privacy.remove_faces(bob)
-    privacy.remove_faces(carol)
+    removal.remove_faces(bob)
+    removal.remove_faces(carol)
     assert owners_in(dataset) == {"alice@N00", "dave@N03", "erin@N04"}
     assert {s: sorted((m["photo_id"], m["face_index"]) for m in load_metainfo(dataset / s).values())
             for s in kept} == kept
@@ -530,7 +531,7 @@ def test_a_plan_made_before_another_removal_is_made_again(dataset):
 
 def test_removals_take_turns(dataset, tmp_path):
     """A second removal waits for the dataset's lock, says so, then runs on the dataset the first one left."""
-    script = ("import sys; from fdf_build.cli import cli; "
+    script = ("import sys; from fdf_build.cli.main import cli; "
               "cli(['remove', sys.argv[1], '--user-nsid', 'dave@N03'], prog_name='fdf-build')")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     errors, waiting = [], threading.Event()
@@ -541,7 +542,7 @@ def test_removals_take_turns(dataset, tmp_path):
             if "waiting" in line:
                 waiting.set()
 
-    with privacy.dataset_lock(dataset):
+    with removal.dataset_lock(dataset):
         second = subprocess.Popen([sys.executable, "-c", script, str(dataset)], env=env, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         reader = threading.Thread(target=read_errors, args=(second.stderr,), daemon=True)
@@ -549,7 +550,7 @@ def test_removals_take_turns(dataset, tmp_path):
         # the second removal says it waits once it has met the lock: no guess at how long it takes to get there
         assert waiting.wait(60) and second.poll() is None, "".join(errors)
         assert faces_of(dataset, "dave@N03")  # nothing happened while the lock was held
-        privacy.remove_faces(privacy.plan_removal(dataset, nsids=["bob@N01"]))  # the holder may go on
+        removal.remove_faces(removal.plan_removal(dataset, nsids=["bob@N01"]))  # the holder may go on
     out = second.stdout.read()  # to the end: the second removal has run and exited
     assert second.wait(60) == 0, "".join(errors)
     reader.join(60)
@@ -566,10 +567,10 @@ def test_blocklist_is_on_disk_before_the_ledger(dataset, monkeypatch):
         synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
         real_fsync(fd)
 
-    monkeypatch.setattr(privacy.os, "fsync", fsync)
-    privacy.remove_faces(privacy.plan_removal(dataset, nsids=["dave@N03"]))
-    names = [n for n in synced if n in (privacy.BLOCKLIST, privacy.LEDGER)]
-    assert names == [privacy.BLOCKLIST, privacy.LEDGER]
+    monkeypatch.setattr(os, "fsync", fsync)
+    removal.remove_faces(removal.plan_removal(dataset, nsids=["dave@N03"]))
+    names = [n for n in synced if n in (removal.BLOCKLIST, removal.LEDGER)]
+    assert names == [removal.BLOCKLIST, removal.LEDGER]
 
 
 def test_audit_against_a_wrong_mirror_answering_404_to_everything_removes_nothing(dataset):
@@ -649,13 +650,13 @@ def test_no_staging_left_by_a_failure_while_writing(dataset, monkeypatch):
     def boom(*a, **k):
         raise KeyError("photo_id")  # what the published schema once raised mid-removal
 
-    monkeypatch.setattr(privacy, "write_attributes", boom)
+    monkeypatch.setattr(removal, "write_attributes", boom)
     from fdf_build.attributes import AttributeModels, annotate_split
 
     annotate_split(dataset / "train", AttributeModels())
     before = dataset_bytes(dataset)
     with pytest.raises(KeyError):
-        privacy.remove_faces(privacy.plan_removal(dataset, nsids=["alice@N00"]))
+        removal.remove_faces(removal.plan_removal(dataset, nsids=["alice@N00"]))
     assert not list(dataset.glob(".remove-*")) and dataset_bytes(dataset) == before
 
 
@@ -664,7 +665,7 @@ def test_index_scan_finds_every_entry_whatever_the_window(tmp_path, chunk):
     """The bounded-memory scan gives each entry's exact byte range, across windows, in UTF-8 and any spacing."""
     import io
 
-    from fdf_build.search import _top_level_entries
+    from fdf_build.privacy.index import _top_level_entries
 
     entries = {str(i): {"user_nsid": f"{i}@N0{i % 3}", "photo_title": "Ærø – 東京 " * (i % 4), "n": [i, {"x": None}]}
                for i in range(40)}

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli
-from fdf_build.config import BuildConfig
-from fdf_build.pipeline import BuildError, check_models
+from fdf_build.cli.main import cli
+from fdf_build.config import BuildConfig, BuildError
+from fdf_build.models.stack import check_models
 
 from .conftest import DEMO_DATA, load_rgb
 
 torch = pytest.importorskip("torch")
-reference = pytest.importorskip("fdf_build.reference")
+reference = pytest.importorskip("fdf_build.models.reference")
 
 PHOTOS = [load_rgb(DEMO_DATA / name) for name in ("codait_luciano.jpg", "pexels_woman_turned.jpg")]
 
@@ -82,7 +82,7 @@ def test_missing_weights_stop_the_build_before_any_work(tmp_path, monkeypatch):
 
 
 def test_damaged_or_wrong_weights_stop_with_the_file_named(tmp_path, monkeypatch):
-    from fdf_build.pipeline import make_models
+    from fdf_build.models.stack import make_models
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     folder = tmp_path / "hub" / "checkpoints"
@@ -290,7 +290,7 @@ def test_batcher_hands_failures_to_callers():
 
 
 def test_pipeline_stages_with_all_reference_backends():
-    from fdf_build.pipeline import make_models
+    from fdf_build.models.stack import make_models
 
     torch.manual_seed(0)
     config = BuildConfig(metadata="-", out=".", detector="dsfd", keypoints="keypointrcnn", landmarks="face-alignment",
@@ -314,12 +314,12 @@ def test_gpu_builds_keep_enough_photos_in_flight_to_fill_per_size_batches():
 
 @pytest.mark.timeout(900)  # 47 s alone; over 300 s when the 2 cores are shared with other suites
 def test_landmarks68_land_beside_the_keypoints_in_the_crop_frame_and_survive_removal(tmp_path, monkeypatch):
-    from fdf_build import privacy
-    from fdf_build.data import FDF256Dataset
+    from fdf_build.dataset.layout import verify_split
+    from fdf_build.dataset.loader import FDF256Dataset
+    from fdf_build.dataset.writer import points_array
     from fdf_build.demo import run_demo
     from fdf_build.geometry import CropGeometry
-    from fdf_build.layout import verify_split
-    from fdf_build.writer import points_array
+    from fdf_build.privacy import removal
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
@@ -349,8 +349,8 @@ def test_landmarks68_land_beside_the_keypoints_in_the_crop_frame_and_survive_rem
     item = FDF256Dataset(out)[0]
     np.testing.assert_array_equal(item["landmarks68"], landmarks68[0])
     # removing a face renumbers landmarks68.npy with everything else
-    plan = privacy.plan_removal(out, nsids=[meta["0"]["user_nsid"]])
-    mapping = privacy.remove_faces(plan)["train"]
+    plan = removal.plan_removal(out, nsids=[meta["0"]["user_nsid"]])
+    mapping = removal.remove_faces(plan)["train"]
     after = np.load(split / "landmarks68.npy")
     kept = {int(old): new for old, new in mapping.items() if new is not None}
     assert len(after) == len(kept) < len(meta) and verify_split(split) == []
@@ -364,11 +364,11 @@ def test_a_build_with_every_reference_backend_writes_the_whole_layout(tmp_path, 
     fetch, crop, shards, merge and verify; the faces written are the ones those weights detect in each photo."""
     from urllib.parse import urlsplit
 
-    from fdf_build.layout import verify_dataset
+    from fdf_build.dataset.layout import verify_dataset
     from fdf_build.localserver import LocalServer
-    from fdf_build.metadata import format_line
     from fdf_build.pipeline import run_build
-    from fdf_build.synthetic import synthetic_photo
+    from fdf_build.sources.metadata import format_line
+    from fdf_build.sources.synthetic import synthetic_photo
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     hub = tmp_path / "torch" / "hub" / "checkpoints"

@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.archive import pack
-from fdf_build.cli import cli, download_command
-from fdf_build.config import BuildConfig
-from fdf_build.demo import demo_metadata, demo_photos
-from fdf_build.layout import load_metainfo
-from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
-from fdf_build.metadata import format_line
-from fdf_build.metainfo import is_page_url
-from fdf_build.pipeline import run_build
-from fdf_build import privacy
 from fdf_build import rehydrate as rehydrate_module
+from fdf_build.cli.download import download_command
+from fdf_build.cli.main import cli
+from fdf_build.config import BuildConfig
+from fdf_build.dataset.archive import pack
+from fdf_build.dataset.layout import load_metainfo
+from fdf_build.demo import demo_metadata, demo_photos
+from fdf_build.flickr import is_page_url
+from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
+from fdf_build.pipeline import run_build
 from fdf_build.rehydrate import FACES_REPORT, SUMMARY, RehydrateConfig, rehydrate
+from fdf_build.sources.metadata import format_line
 
 from .conftest import REPO
 
@@ -77,6 +77,23 @@ def download_metadata(published, target: Path) -> None:
     assert "metadata only" in result.output
 
 
+def metadata_copy(published, tmp_path: Path) -> Path:
+    """``tmp_path/copy``: the published metadata, downloaded as a user would, without any image."""
+    target = tmp_path / "copy"
+    download_metadata(published, target)
+    return target
+
+
+def fresh_copy(published, tmp_path: Path) -> tuple[Path, dict, dict[int, str], Path]:
+    """(the build, its photos' routes, photo id -> path, a fresh metadata-only copy of it)."""
+    build, _, routes, _, _ = published
+    return build, routes, photo_paths(build), metadata_copy(published, tmp_path)
+
+
+def blocklisted(dataset: Path) -> list[str]:
+    return [line for line in (dataset / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
+
+
 def run_rehydrate(target: Path, routes: dict, *args, faults=None):
     with LocalServer(routes, faults or {}, max_seconds=120) as server:
         result = CliRunner().invoke(cli, ["rehydrate", str(target), "--base-url", server.url, "--retries", "1",
@@ -113,8 +130,7 @@ def test_metadata_only_pack_has_no_pixels(published):
 
 def test_round_trip_is_byte_identical_with_one_fetch_per_photo(published, tmp_path):
     build, _, routes, _, _ = published
-    target = tmp_path / "copy"
-    download_metadata(published, target)
+    target = metadata_copy(published, tmp_path)
     result, server = run_rehydrate(target, routes)
     assert result.exit_code == 0, result.output
     assert faces_of(target) == faces_of(build)
@@ -145,8 +161,7 @@ def test_gone_and_blocklisted_photos_are_taken_out_as_remove_does(published, tmp
     entries = {e["photo_id"]: e for s in SPLITS for e in load_metainfo(build / s).values()}
     blocklist = tmp_path / "blocklist.txt"
     blocklist.write_text(f"# an owner who opted out\n{entries[blocked]['user_nsid']}\n")
-    target = tmp_path / "copy"
-    download_metadata(published, target)
+    target = metadata_copy(published, tmp_path)
     result, server = run_rehydrate(target, served, "--blocklist", str(blocklist),
                                    faults={paths[gone410]: [Fault("status", 410)]})
     assert result.exit_code == 0, result.output
@@ -181,8 +196,7 @@ def test_changed_photo_is_reported_and_kept_or_dropped(published, tmp_path, poli
     changed = sorted(paths)[0]
     served = dict(routes)
     served[paths[changed]] = reencoded(routes[paths[changed]])
-    target = tmp_path / "copy"
-    download_metadata(published, target)
+    target = metadata_copy(published, tmp_path)
     result, _ = run_rehydrate(target, served, "--changed", policy)
     assert result.exit_code == 0, result.output
     report = [json.loads(line) for line in (target / FACES_REPORT).read_text().splitlines()]
@@ -200,11 +214,8 @@ def test_changed_photo_is_reported_and_kept_or_dropped(published, tmp_path, poli
 
 
 def test_failed_photos_leave_it_unfinished_and_a_rerun_completes(published, tmp_path):
-    build, _, routes, _, _ = published
-    paths = photo_paths(build)
+    build, routes, paths, target = fresh_copy(published, tmp_path)
     flaky = sorted(paths)[1]
-    target = tmp_path / "copy"
-    download_metadata(published, target)
     result, _ = run_rehydrate(target, routes, faults={paths[flaky]: [Fault("status", 503)] * 2})
     assert result.exit_code == 1
     assert "re-run" in result.output and "http_5xx" in result.output
@@ -216,25 +227,19 @@ def test_failed_photos_leave_it_unfinished_and_a_rerun_completes(published, tmp_
 
 
 def test_drop_failed_finishes_without_them(published, tmp_path):
-    build, _, routes, _, _ = published
-    paths = photo_paths(build)
+    build, routes, paths, target = fresh_copy(published, tmp_path)
     flaky = sorted(paths)[1]
-    target = tmp_path / "copy"
-    download_metadata(published, target)
     result, _ = run_rehydrate(target, routes, "--drop-failed", faults={paths[flaky]: [Fault("status", 500)] * 2})
     assert result.exit_code == 0, result.output
     assert faces_of(target) == {s: [f for f in faces if f[0]["photo_id"] != flaky]
                                 for s, faces in faces_of(build).items()}
-    blocked = [line for line in (target / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
+    blocked = blocklisted(target)
     assert str(flaky) not in blocked  # unreachable is not deleted: a later build may have it
 
 
 def test_killed_rehydration_resumes_to_the_same_bytes(published, tmp_path):
-    build, _, routes, _, _ = published
-    paths = photo_paths(build)
+    build, routes, paths, target = fresh_copy(published, tmp_path)
     order = sorted(paths)
-    target = tmp_path / "copy"
-    download_metadata(published, target)
     stall = {paths[order[-1]]: [Fault("stall", seconds=30)]}
     with LocalServer(routes, stall, max_seconds=60) as server:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -261,8 +266,7 @@ def test_killed_rehydration_resumes_to_the_same_bytes(published, tmp_path):
 def test_fdf_published_keys_and_yfcc(published, tmp_path, compress):
     """FDF's own metainfo has no image URL (its photo_url is the page) nor photo_id: the YFCC file gives the URL."""
     build, _, routes, _, tsv = published
-    target = tmp_path / "copy"
-    download_metadata(published, target)
+    target = metadata_copy(published, tmp_path)
     for split in SPLITS:
         meta = load_metainfo(target / split)
         reduced = {key: {k: e[k] for k in FDF_KEYS} for key, e in meta.items()}
@@ -317,8 +321,7 @@ def test_library_call_without_geometry_fails_clearly(published, tmp_path):
 
 def test_images_already_there_are_kept_without_a_fetch(published, tmp_path):
     build, _, routes, _, _ = published
-    target = tmp_path / "copy"
-    download_metadata(published, target)
+    target = metadata_copy(published, tmp_path)
     first = load_metainfo(build / "train")["0"]["photo_id"]
     for split in SPLITS:  # as if one license archive had come down: the images of one photo
         (target / split / "images").mkdir()
@@ -333,15 +336,12 @@ def test_images_already_there_are_kept_without_a_fetch(published, tmp_path):
 
 
 def test_changed_and_dropped_is_not_blocklisted(published, tmp_path):
-    build, _, routes, _, _ = published
-    paths = photo_paths(build)
+    build, routes, paths, target = fresh_copy(published, tmp_path)
     changed = sorted(paths)[0]
-    target = tmp_path / "copy"
-    download_metadata(published, target)
     served = {**routes, paths[changed]: reencoded(routes[paths[changed]])}
     result, _ = run_rehydrate(target, served, "--changed", "drop")
     assert result.exit_code == 0, result.output
-    blocked = [line for line in (target / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
+    blocked = blocklisted(target)
     assert str(changed) not in blocked
 
 
@@ -351,14 +351,13 @@ def test_killed_while_taking_faces_out_finishes_on_rerun(published, tmp_path, mo
     paths = photo_paths(build)
     gone = sorted(paths)[2]
     served = {**routes, paths[gone]: Redirect(PLACEHOLDER_PATH)}
-    target = tmp_path / "copy"
-    download_metadata(published, target)
+    target = metadata_copy(published, tmp_path)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
     # before: the removal never started; after: it is done but the reports are not written
-    monkeypatch.setattr(*((privacy, "remove_faces") if where == "before" else (rehydrate_module, "_write_md5s")),
+    monkeypatch.setattr(*((rehydrate_module, "remove_faces") if where == "before" else (rehydrate_module, "_write_md5s")),
                         killed)
     result, _ = run_rehydrate(target, served)
     assert result.exit_code == 1  # click reports the interrupt as Aborted

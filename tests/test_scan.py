@@ -5,10 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli
-from fdf_build.filters import LICENSES
-from fdf_build.metadata import format_line
-from fdf_build.synthetic import synthetic_photo
+from fdf_build.cli.main import cli
+from fdf_build.sources.filters import LICENSES
+from fdf_build.sources.metadata import format_line
+from fdf_build.sources.synthetic import synthetic_photo
 
 
 def fixture_lines():

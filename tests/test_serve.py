@@ -10,25 +10,25 @@ import sys
 import threading
 import time
 from html.parser import HTMLParser
-from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
 from click.testing import CliRunner
 
-from fdf_build import privacy
-from fdf_build.cli import cli, search_command
-from fdf_build.layout import load_metainfo, verify_dataset
-from fdf_build.metainfo import read_metainfo
-from fdf_build.removal_requests import BadRequest, Query, Request, append_request, parse_query, read_queue
-from fdf_build.writer import write_json
+from fdf_build.cli.main import cli
+from fdf_build.cli.search import search_command
+from fdf_build.dataset.layout import load_metainfo, verify_dataset
+from fdf_build.dataset.metainfo import read_metainfo
+from fdf_build.files import write_json
+from fdf_build.privacy import index as privacy_index
+from fdf_build.privacy.requests import BadRequest, Query, Request, append_request, parse_query, read_queue
 
 from .conftest import REPO
 from .datasets import make_dataset
 from .serving import ServerThread
 
-serve = pytest.importorskip("fdf_build.serve", reason="the serve extra is not installed: pip install -e '.[serve]'")
+serve = pytest.importorskip("fdf_build.privacy.serve", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 ALICE, BOB, CAROL = "11111111@N00", "22222222@N01", "33333333@N02"
 BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -294,7 +294,7 @@ def test_errors_show_no_trace_and_log_it(dataset, monkeypatch, caplog):
             time.sleep(0.05)
 
         def unreadable(*args, **kwargs):
-            raise privacy.BadInput("fdf_metainfo.json: not a valid fdf_metainfo.json (secret)")
+            raise privacy_index.BadInput("fdf_metainfo.json: not a valid fdf_metainfo.json (secret)")
 
         monkeypatch.setattr(serve, "search", unreadable)
         response = requests.get(url + "search", params={"q": ALICE}, timeout=10)

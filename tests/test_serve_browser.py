@@ -9,13 +9,13 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from fdf_build.cli import cli
-from fdf_build.metainfo import read_metainfo
+from fdf_build.cli.main import cli
+from fdf_build.dataset.metainfo import read_metainfo
 
 from .conftest import REPO
 from .serving import ServerThread
 
-serve = pytest.importorskip("fdf_build.serve", reason="the serve extra is not installed: pip install -e '.[serve]'")
+serve = pytest.importorskip("fdf_build.privacy.serve", reason="the serve extra is not installed: pip install -e '.[serve]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402

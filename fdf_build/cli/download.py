@@ -46,7 +46,7 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
     With --rehydrate, only metainfo.zip is downloaded and the images are cut
     again from the photos on Flickr; photos since deleted drop out.
     """
-    from ..download import FileDownloader, download_dataset, load_manifest
+    from ..dataset.download import FileDownloader, download_dataset, load_manifest
     from ..fetch import make_session
 
     if rehydrate_after and (licenses or verify_only or dry_run):
@@ -87,7 +87,7 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
             + (what_to_do(manifest, target, images_only=bool(only_images)) if report.failed else "Re-run to resume.")
         )
     if not verify_only and report.ok:
-        from ..search import index_dataset
+        from ..privacy.index import index_dataset
 
         index_dataset(target)  # so the first search_username.py is as fast as the next
     click.echo(f"{target}: OK ({', '.join(report.layout_problems)})")
@@ -100,7 +100,7 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
 def what_to_do(manifest: Optional[Path], target: Path, *, images_only: bool) -> str:
     """The way out after failed downloads: the manifest's own note, the other sources this command takes, and
     rehydration when only image archives failed (the metadata is there to recreate them from)."""
-    from ..download import manifest_note
+    from ..dataset.download import manifest_note
 
     note = manifest_note(manifest)
     command = click.get_current_context().command_path

@@ -16,7 +16,7 @@ class Commands(click.Group):
     """``fdf-build``'s group: a dataset any command cannot read is reported the same way, by every command."""
 
     def invoke(self, ctx):
-        from ..layout import DatasetError
+        from ..dataset.layout import DatasetError
 
         try:
             return super().invoke(ctx)

@@ -10,9 +10,10 @@ import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..config import DEFAULT_EXPAND, DEFAULT_KEYPOINTS, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS, LANDMARK_MODELS, UNMATCHED
-from ..filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
+from ..config import (DEFAULT_EXPAND, DEFAULT_KEYPOINTS, DEFAULT_VAL_FRACTION, DETECTORS, KEYPOINT_MODELS,
+                      LANDMARK_MODELS, UNMATCHED)
 from ..geometry import KEYPOINTS_OUTSIDE
+from ..sources.filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
 
 
 def eligibility_options(command):

@@ -29,7 +29,8 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
     the NSIDs / photo ids to DATASET/blocklist.txt; pass that file to
     `fdf-build build --blocklist` so they never come back.
     """
-    from ..privacy import BadInput, plan_removal, remove_faces
+    from ..privacy.index import BadInput
+    from ..privacy.removal import plan_removal, remove_faces
 
     if requests_file is not None:
         if user_nsid or nsid_file or photo_id or photo_url:
@@ -56,8 +57,8 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
 
 
 def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
-    from ..privacy import BadInput
-    from ..removal_requests import apply_requests
+    from ..privacy.index import BadInput
+    from ..privacy.requests import apply_requests
 
     try:
         applied = apply_requests(dataset, requests_file, dry_run=dry_run)
@@ -97,8 +98,8 @@ def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, app
     the same such answer, --apply removes nothing and says so.
     """
     from ..fetch import Fetcher, make_session
-    from ..privacy import BadInput, apply_audit
-    from ..privacy import audit as audit_dataset
+    from ..privacy.audit import apply_audit, audit as audit_dataset
+    from ..privacy.index import BadInput
 
     fetcher = Fetcher(make_session(workers), per_host=workers, retries=2)
     with Bars() as bars:
@@ -137,10 +138,10 @@ def serve(dataset: Path, host: str, port: int, requests_file: Optional[Path], ti
     Needs the serve extra: pip install 'fdf_build[serve]'.
     """
     try:
-        from ..serve import run
+        from ..privacy.serve import run
     except ImportError as e:
         raise click.ClickException(f"{e.name} is missing: pip install 'fdf_build[serve]'") from None
-    from ..privacy import BadInput
+    from ..privacy.index import BadInput
 
     try:
         run(dataset, host=host, port=port, requests_file=requests_file, title=title)

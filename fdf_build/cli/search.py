@@ -70,7 +70,7 @@ def search_command(path: Path, user_nsid, nsid_file, photo_id, photo_url, as_jso
     Example:
       python search_username.py data/fdf256/train/fdf_metainfo.json --user_nsid=12345678@N00
     """
-    from ..search import BadInput, search
+    from ..privacy.index import BadInput, search
 
     nsids, photo_ids = query(user_nsid, nsid_file, photo_id, photo_url)
     try:

@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
+from ..records import Malformed, Photo
 from .filters import Eligibility
-from .records import Malformed, Photo
 
 #: How many malformed lines are kept verbatim as examples; the count is always exact.
 MALFORMED_EXAMPLES = 20

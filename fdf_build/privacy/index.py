@@ -11,7 +11,7 @@ index is rebuilt, it never answers wrong. It lives beside the metainfo
 user's cache directory.
 
 Stdlib only (no numpy, cv2 or requests), so ``search_username.py`` starts fast.
-Entries are read as :class:`~fdf_build.metainfo.FaceRecord`, so both metainfo
+Entries are read as :class:`~fdf_build.dataset.metainfo.FaceRecord`, so both metainfo
 forms work: ours, and FDF's published one (no ``photo_id``: it comes from
 ``photo_url``; missing fields are tolerated).
 """
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from .files import commit, temp_beside
-from .layout import METAINFO, split_dirs
-from .metainfo import CATEGORIES, FaceRecord, entry_photo_id
+from ..dataset.layout import METAINFO, split_dirs
+from ..dataset.metainfo import CATEGORIES, FaceRecord, entry_photo_id
+from ..files import commit, temp_beside
 
 INDEX_SUFFIX = ".index"
 INDEX_VERSION = 2

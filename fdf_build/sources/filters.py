@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from .flickr import parse_ids
-from .records import Face, Photo, SkipReason
+from ..flickr import parse_ids
+from ..records import Face, Photo, SkipReason
 
 #: The licenses YFCC100M photos carry, by short code -> canonical license URL.
 LICENSES = {

@@ -2,11 +2,11 @@
 
 A Starlette app run by uvicorn (the ``[serve]`` extra). Routes:
 
-* ``GET /``: the search form; ``GET /search?q=``: every face :func:`fdf_build.privacy.search` finds for the
+* ``GET /``: the search form; ``GET /search?q=``: every face :func:`fdf_build.privacy.index.search` finds for the
   query (what ``search_username.py`` answers), each with its thumbnail, split, license, author and Flickr link.
 * ``GET /image/<split>/<n>.png``: one crop; the path is matched against a pattern, never joined as given, so
   nothing outside ``DATASET/<split>/images/`` can be named.
-* ``POST /requests``: appends a removal request to the queue (:mod:`fdf_build.removal_requests`); it removes
+* ``POST /requests``: appends a removal request to the queue (:mod:`fdf_build.privacy.requests`); it removes
   nothing by itself.
 
 Every value put in a page is escaped, every input is bounded, errors show a page without a trace (the trace goes
@@ -34,12 +34,12 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .layout import split_dirs
-from .metainfo import FaceRecord
-from .privacy import BadInput, Match, search
-from .removal_requests import (MAX_CONTACT, MAX_QUERY, MAX_REASON, REQUESTS_FILE, BadRequest, Query, Request,
-                               append_request, parse_query)
-from .split import SPLITS
+from ..dataset.layout import split_dirs
+from ..dataset.metainfo import FaceRecord
+from ..split import SPLITS
+from .index import BadInput, Match, search
+from .requests import (MAX_CONTACT, MAX_QUERY, MAX_REASON, REQUESTS_FILE, BadRequest, Query, Request, append_request,
+                       parse_query)
 
 log = logging.getLogger(__name__)
 

@@ -41,11 +41,11 @@ from typing import Callable, Optional, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .records import Face
+from ..records import Face
 
 _MEDIAPIPE_INDEX = (0, 2, 5, 7, 8, 11, 12)
 #: a bundled photo of a person: running it once makes a graph say all it says when it first finds a pose
-_WARM_UP_PHOTO = Path(__file__).parent / "demo_data" / "codait_luciano.jpg"
+_WARM_UP_PHOTO = Path(__file__).parent.parent / "demo_data" / "codait_luciano.jpg"
 log = logging.getLogger(__name__)
 
 

@@ -29,10 +29,10 @@ from typing import Optional
 
 import numpy as np
 
-from .detect import empty_keypoints
-from .geometry import Fitted
-from .keypoints import nose_and_eyes_inside
-from .records import Face
+from ..geometry import Fitted
+from ..records import Face
+from .faces import empty_keypoints
+from .pose import nose_and_eyes_inside
 
 WEIGHTS = {
     "dsfd": ("WIDERFace_DSFD_RES152.pth", "https://folk.ntnu.no/haakohu/WIDERFace_DSFD_RES152.pth"),

@@ -49,12 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
-from .flickr import is_page_url, page_url, photo_id_from_url
+from ..flickr import is_page_url, page_url, photo_id_from_url
 
 if TYPE_CHECKING:
     import numpy as np  # imported where arrays are made: search reads records and must start without numpy
+    from numpy.typing import NDArray
 
-    from .records import FaceCrop
+    from ..records import Face, FaceCrop
 
 METAINFO = "fdf_metainfo.json"
 #: FDF's ``category`` per split directory, and back.
@@ -214,7 +215,7 @@ class FaceRecord:
         """
         import numpy as np
 
-        from .records import KEYPOINT_NAMES
+        from ..records import KEYPOINT_NAMES
 
         size = c.image.shape[0]
         p = c.photo
@@ -385,3 +386,24 @@ def attribution_csv(faces: Iterable[tuple[int, FaceRecord]]) -> str:
 def dumps_metainfo(records: Mapping[str, FaceRecord]) -> str:
     """The text of an ``fdf_metainfo.json`` holding ``records`` (deterministic: keys sorted)."""
     return json.dumps({key: r.to_json() for key, r in records.items()}, ensure_ascii=False, sort_keys=True)
+
+
+def detection_record(image_name: str, image: NDArray[np.uint8], faces: list[Face]) -> dict:
+    """``fdf-build detect --json``'s line for one image: all faces, original pixels, null for missing keypoints."""
+    return {
+        "image": image_name,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "faces": [
+            {
+                "box": [round(float(v), 2) for v in f.box],
+                "score": f.score,
+                "keypoints": rounded_points(f.keypoints, 2),
+                **({} if f.keypoint_scores is None else {
+                    "keypoint_scores": [round(float(v), 4) for v in f.keypoint_scores]}),
+                "keypoint_model": f.keypoint_model,
+                **({"landmarks68": rounded_points(f.landmarks68, 2)} if f.landmarks68 is not None else {}),
+            }
+            for f in faces
+        ],
+    }

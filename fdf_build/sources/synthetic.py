@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from .files import replacing
+from ..files import replacing
+from ..records import Photo
 from .filters import LICENSES
-from .records import Photo
 
 LICENSE_NAMES = {
     "by": "Attribution License",

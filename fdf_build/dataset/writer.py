@@ -14,7 +14,7 @@ A build writes in two steps:
 
 Every file goes through :mod:`fdf_build.files`, so no reader ever sees half a file.
 What a face's metainfo entry and the attribution file hold is
-:mod:`fdf_build.metainfo`'s; this module only writes them.
+:mod:`fdf_build.dataset.metainfo`'s; this module only writes them.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from typing import Callable, Iterable, Optional, Union
 import cv2
 import numpy as np
 
-from .files import atomic_write, link_or_copy, new_staging_dir, read_jsonl, swap_in, write_json
-from .geometry import GEOMETRY_FILE, CropGeometry
+from ..files import atomic_write, link_or_copy, new_staging_dir, read_jsonl, swap_in, write_json
+from ..geometry import GEOMETRY_FILE, CropGeometry
+from ..records import KEYPOINT_NAMES, FaceCrop, Photo, SkipReason
+from ..sources.metadata import format_line, parse_line
+from ..split import SPLITS, split_of
 from .layout import LANDMARKS68
-from .metadata import format_line, parse_line
 from .metainfo import CATEGORIES, METAINFO, FaceRecord, attribution_csv, dumps_metainfo, points_array
-from .records import KEYPOINT_NAMES, FaceCrop, Photo, SkipReason
-from .split import SPLITS, split_of
 
 STATS_NAME = "_stats.json"
 

@@ -8,9 +8,9 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from ..split import SPLITS
 from .layout import LANDMARKS68
 from .metainfo import FaceRecord, read_metainfo
-from .split import SPLITS
 
 
 class FDF256Dataset:
@@ -22,7 +22,7 @@ class FDF256Dataset:
     * ``keypoints``: ``(7, 2) float32`` in [0, 1] of the crop, COCO order (nose, left eye, right eye,
       left ear, right ear, left shoulder, right shoulder; the person's left), NaN where missing,
     * ``box``: ``(4,) int64`` face box x0, y0, x1, y1 in crop pixels,
-    * ``metainfo``: the face's :class:`~fdf_build.metainfo.FaceRecord` (license, author, URLs...),
+    * ``metainfo``: the face's :class:`~fdf_build.dataset.metainfo.FaceRecord` (license, author, URLs...),
     * ``landmarks68``: ``(68, 2) float32`` in [0, 1] of the crop, only in builds made with ``--landmarks``.
 
     Keypoints and box refer to the crop, not to the original photo (``metainfo.original_*`` do).

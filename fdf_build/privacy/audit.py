@@ -1,5 +1,5 @@
 """Audit: re-check each photo's URL and find the faces whose photo was removed or made private on Flickr,
-on evidence only; :func:`apply_audit` removes them through :mod:`fdf_build.privacy`."""
+on evidence only; :func:`apply_audit` removes them through :mod:`fdf_build.privacy.removal`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-from .fetch import RateLimiter
-from .layout import split_dirs
-from .privacy import metainfo_records, plan_removal, remove_faces
-from .records import SkipReason
-from .search import BadInput
-
+from ..dataset.layout import split_dirs
+from ..fetch import RateLimiter
+from ..records import SkipReason
+from .index import BadInput
+from .removal import metainfo_records, plan_removal, remove_faces
 
 #: The only evidence that a photo is gone: Flickr's placeholder redirect (removed or private), 404 or 410.
 #: 401, 403, 400, 405, 5xx, timeouts... say more about the server (a proxy, a wrong mirror) than the photo.

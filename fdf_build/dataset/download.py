@@ -7,7 +7,7 @@ connection errors, timeouts, 5xx and 429, and renamed to its final name only
 after size and md5 match. A source that cannot be reached at all (its name does
 not resolve, it refuses the connection, TLS fails) is not retried: it is given
 up for the rest of the run, so an offline run fails in seconds, saying why.
-A verified archive is extracted safely (:func:`~fdf_build.archive.safe_extract`),
+A verified archive is extracted safely (:func:`~fdf_build.dataset.archive.safe_extract`),
 and a marker in ``TARGET/.fdf_download/`` records it, so a re-run downloads
 nothing; a run that wrote nothing leaves no folder behind.
 """
@@ -31,11 +31,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..fetch import (RETRYABLE, AttemptFailed, make_session, parse_retry_after, request_failure, status_reason,
+                     with_retries)
+from ..files import commit, write_json
 from .archive import UnsafeArchive, md5_digest, md5_file, safe_extract
-from .fetch import (RETRYABLE, AttemptFailed, make_session, parse_retry_after, request_failure, status_reason,
-                    with_retries)
 from .layout import verify_dataset
-from .files import commit, write_json
 
 log = logging.getLogger(__name__)
 

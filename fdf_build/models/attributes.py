@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-MODELS = Path(__file__).parent / "models"
+MODELS = Path(__file__).parent  # the ONNX files and their licenses sit beside this module
 
 #: dlib's 5-point face template on the unit square (``get_face_chip_details``): the person's left eye outer and
 #: inner corner, right eye outer and inner corner, base of the nose.

@@ -16,11 +16,11 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from . import metadata
-from .geometry import CropGeometry, recompute_crop
+from ..geometry import CropGeometry, recompute_crop
+from ..records import Photo
+from ..sources import metadata
 from .layout import IMAGE_MD5S, split_dirs
 from .metainfo import FaceRecord, read_metainfo
-from .records import Photo
 
 #: The crop geometry a dataset was cut with, at its root (packed into metainfo.zip).
 GEOMETRY = "crop_geometry.json"

@@ -25,12 +25,12 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .filters import Blocklist
-from .layout import LANDMARKS68, METAINFO, WORK_DIR, DatasetError, split_dirs
-from .metainfo import read_metainfo
-from .files import FILE_MODE, append_durably, new_staging_dir, swap_in, write_json
-from .search import BadInput, file_stamp, index_dataset, search
-from .writer import purge_shard, write_attributes, write_split
+from ..dataset.layout import LANDMARKS68, METAINFO, WORK_DIR, DatasetError, split_dirs
+from ..dataset.metainfo import read_metainfo
+from ..dataset.writer import purge_shard, write_attributes, write_split
+from ..files import FILE_MODE, append_durably, new_staging_dir, swap_in, write_json
+from ..sources.filters import Blocklist
+from .index import BadInput, file_stamp, index_dataset, search
 
 LEDGER = "removed.jsonl"
 BLOCKLIST = "blocklist.txt"

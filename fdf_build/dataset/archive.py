@@ -16,14 +16,13 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Optional, Union
 
-from .filters import license_code
+from ..files import atomic_write, new_staging_dir, replacing
+from ..sources.filters import license_code
 from .layout import IMAGE_MD5S, DatasetError, load_metainfo, split_dirs, verify_dataset
-from .files import atomic_write, replacing
 
 METAINFO_ARCHIVE = "metainfo"
 #: Files of each split that travel in metainfo.zip.
@@ -161,7 +160,7 @@ def safe_extract(archive: Path, target: Path) -> int:
         free = shutil.disk_usage(target).free
         if needed > free:
             raise UnsafeArchive(f"{Path(archive).name}: needs {needed:,} bytes, {free:,} free in {target}")
-        staging = Path(tempfile.mkdtemp(dir=target, prefix=f".extract-{Path(archive).stem}-"))
+        staging = new_staging_dir(target, f".extract-{Path(archive).stem}-")
         try:
             files = [i for i in infos if not i.is_dir()]
             for info in files:

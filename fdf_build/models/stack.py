@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import BuildConfig, BuildError
-from .detect import make_detector
-from .keypoints import make_keypoint_model
+from ..config import BuildConfig, BuildError
+from .faces import make_detector
+from .pose import make_keypoint_model
 
 
 def check_models(config: BuildConfig) -> None:

@@ -1,5 +1,5 @@
 """Removal requests from photo owners: one free-text query parsed as the CLI search would take it, a queue of
-requests in ``DATASET/removal-requests.jsonl``, and applying that queue through :mod:`fdf_build.privacy`.
+requests in ``DATASET/removal-requests.jsonl``, and applying that queue through :mod:`fdf_build.privacy.removal`.
 
 The queue is append-only: the owner page appends one ``{"request": ...}`` line per request, and applying the
 queue appends one ``{"done": ...}`` line per request it applied. A request is pending while no ``done`` line
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
-from .files import appending
-from .flickr import photo_id_from_url
-from .privacy import RemovalPlan, plan_removal, remove_faces, search
+from ..files import appending
+from ..flickr import photo_id_from_url
+from .index import search
+from .removal import RemovalPlan, plan_removal, remove_faces
 
 try:
     import fcntl
@@ -44,7 +45,7 @@ class BadRequest(ValueError):
 
 @dataclass(frozen=True)
 class Query:
-    """What one typed query asks for, in the terms of :func:`fdf_build.privacy.search`."""
+    """What one typed query asks for, in the terms of :func:`fdf_build.privacy.index.search`."""
 
     text: str
     nsids: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Union
 from urllib.parse import quote_plus, unquote, urlsplit
 
-from .records import Malformed, Photo
+from ..records import Malformed, Photo
 
 #: Column names of the 25-column release, in file order.
 COLUMNS = (

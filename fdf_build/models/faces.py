@@ -14,8 +14,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .geometry import Fitted
-from .records import KEYPOINT_NAMES, Face
+from ..geometry import Fitted
+from ..records import KEYPOINT_NAMES, Face
 
 
 class FaceDetector(Protocol):
@@ -73,29 +73,6 @@ class RetinaFaceDetector:
             keypoints[2] = landmarks[0]
             faces.append(Face(box=box, score=round(float(f.score), 6), keypoints=keypoints, keypoint_model=self.name))
         return faces
-
-
-def detection_record(image_name: str, image: NDArray[np.uint8], faces: list[Face]) -> dict:
-    """``fdf-build detect --json``'s line for one image: all faces, original pixels, null for missing keypoints."""
-    from .metainfo import rounded_points
-
-    return {
-        "image": image_name,
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
-        "faces": [
-            {
-                "box": [round(float(v), 2) for v in f.box],
-                "score": f.score,
-                "keypoints": rounded_points(f.keypoints, 2),
-                **({} if f.keypoint_scores is None else {
-                    "keypoint_scores": [round(float(v), 4) for v in f.keypoint_scores]}),
-                "keypoint_model": f.keypoint_model,
-                **({"landmarks68": rounded_points(f.landmarks68, 2)} if f.landmarks68 is not None else {}),
-            }
-            for f in faces
-        ],
-    }
 
 
 def make_detector(name: str, *, score_threshold: float, max_side: int) -> FaceDetector:

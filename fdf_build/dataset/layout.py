@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 if TYPE_CHECKING:  # search reads the layout and must start without numpy or cv2: they are imported where used
     import numpy as np
 
-from .split import SPLITS
+from ..split import SPLITS
 
 METAINFO = "fdf_metainfo.json"
 #: optional, in builds with ``--landmarks``: (N, 68, 2) face-alignment landmarks in [0, 1] of the crop
@@ -93,7 +93,7 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
     """
     import numpy as np  # here, not at the top: search reads the layout and must start without numpy
 
-    from .filters import normalize_license_url
+    from ..sources.filters import normalize_license_url
 
     split_dir = Path(split_dir)
     problems = []
