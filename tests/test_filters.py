@@ -41,8 +41,15 @@ def test_licenses_can_narrow_and_widen():
 def test_resolve_licenses_rejects_nonsense():
     with pytest.raises(ValueError, match="by-nc-sa"):
         resolve_licenses(["cc0"])
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="^no license given: at least one license must be allowed$"):
         resolve_licenses(["", " "])
+    with pytest.raises(ValueError, match=r"^unknown license 'cc0'; use a license URL or one of: by, by-sa, "):
+        resolve_licenses(["cc0"])
+
+
+def test_blank_license_specs_are_skipped_not_the_end():
+    assert resolve_licenses(["by", " ", "", "by-sa"]) == resolve_licenses(["by", "by-sa"])
+    assert len(resolve_licenses(["by", " ", "", "by-sa"])) == 2
 
 
 @pytest.mark.parametrize(
@@ -84,6 +91,14 @@ def test_blocklist_file(tmp_path):
     assert elig(synthetic_photo(1, nsid="12345@N00")) is SkipReason.BLOCKLISTED
     assert elig(synthetic_photo(7)) is SkipReason.BLOCKLISTED
     assert elig(synthetic_photo(8)) is None
+
+
+def test_blocklists_join_owners_and_photos_of_both():
+    a = Blocklist(frozenset({"1@N00"}), frozenset({7}))
+    b = Blocklist(frozenset({"2@N01", "1@N00"}), frozenset({8}))
+    both = a | b
+    assert both.nsids == {"1@N00", "2@N01"} and both.photo_ids == {7, 8} and len(both) == 4
+    assert (a | Blocklist()) == a and (Blocklist() | b) == b
 
 
 def test_face_size_filter_needs_both_sides_and_keeps_the_boundary():

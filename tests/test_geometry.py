@@ -143,6 +143,9 @@ def test_expand_square_is_fdf256s_simple_expand(box, square):
 
 def test_boxes_are_rounded_half_to_even_as_dp2_rounds_dsfds():
     np.testing.assert_array_equal(whole_pixels([100.4, 99.6, 199.5, 180.5]), [100, 100, 200, 180])
+    assert whole_pixels([100.4, 99.6, 199.5, 180.5]).dtype == np.int64  # box indices, never floats
+    t = CropGeometry().transform(np.array([100.4, 99.6, 199.5, 180.5]))
+    assert CropGeometry().crop_box(t, [100.4, 99.6, 199.5, 180.5]).dtype == np.int64  # bounding_box.npy's dtype
 
 
 def test_crop_box_and_keypoints_in_the_crop_frame_as_get_crop():
@@ -214,3 +217,40 @@ def test_real_photo_face_crop_is_fdf256s_and_recomputable(tmp_path):
     (tmp_path / GEOMETRY_FILE).write_text('{"expand": 2.0, "size": 128, "keypoints_outside": "nan"}')
     assert CropGeometry.of_dataset(tmp_path) == CropGeometry(2.0, 128, "nan")
     assert CropGeometry.of_dataset(tmp_path / "published") == CropGeometry()  # no file: FDF256's
+
+
+def test_crop_geometry_file_round_trips_and_older_files_clamp():
+    import json
+
+    for g in (CropGeometry(), CropGeometry(2.0, 128, "nan")):
+        record = json.loads(json.dumps(g.to_json()))
+        assert CropGeometry.from_json(record) == g
+        assert (record["expand"], record["size"], record["padding"]) == (g.expand, g.size, 0)
+    # files written before keypoints_outside existed: their landmarks were clamped, as DP2's get_crop clamps
+    assert CropGeometry.from_json({"expand": "1.4", "size": "256"}) == CropGeometry(1.4, 256, "clamp")
+
+
+def test_box_iou_of_boxes_with_four_different_sides():
+    # a: 10 x 4 at (2, 5); b: 4 x 6 at (4, 1); they share x 4..8 and y 5..7, 8 px of 40 + 24 - 8
+    assert box_iou([2, 5, 12, 9], [4, 1, 8, 7]) == pytest.approx(8 / 56)
+    assert box_iou([4, 1, 8, 7], [2, 5, 12, 9]) == pytest.approx(8 / 56)
+    assert box_iou([0, 0, 0.5, 0.5], [0, 0, 0.5, 0.5]) == 1.0  # a union under one pixel is still a union
+
+
+def test_keypoints_on_the_crop_border_stay_and_a_point_half_outside_goes_whole():
+    t = CropGeometry().transform(np.array([100.4, 99.6, 199.5, 180.5]))  # x0 80, y0 70, side 140
+    points = np.array([[80, 70], [220, 210], [150, 280], [79, 140]])  # both corners; y out; x out by one pixel
+    clamped = CropGeometry().landmarks(t, points)
+    assert clamped.dtype == np.float32
+    np.testing.assert_allclose(clamped, [[0, 0], [1, 1], [0.5, 1], [0, 0.5]])
+    nan = CropGeometry(keypoints_outside="nan").landmarks(t, points)
+    assert nan.dtype == np.float32
+    np.testing.assert_array_equal(nan, [[0, 0], [1, 1], [np.nan, np.nan], [np.nan, np.nan]])
+
+
+def test_crop_geometry_refuses_a_crop_smaller_than_the_face():
+    assert CropGeometry(expand=1.0).expand == 1.0  # the box itself, squared: allowed
+    with pytest.raises(ValueError, match=r"expand must be >= 1 \(the crop must hold the whole face box\)"):
+        CropGeometry(expand=0.99)
+    with pytest.raises(ValueError, match=r"keypoints_outside must be one of \('clamp', 'nan'\)"):
+        CropGeometry(keypoints_outside="drop")

@@ -91,6 +91,12 @@ def test_a_grown_blocklist_is_no_difference_a_shrunk_one_is(tmp_path):
     many = identity_of(tmp_path, blocklist=[f"{i}@N00" for i in range(5)])
     assert differences(many, identity_of(tmp_path)) == [
         "5 entries were removed from the blocklist (0@N00, 1@N00, 2@N00, ...)"]
+    three = identity_of(tmp_path, blocklist=[f"{i}@N00" for i in range(3)])  # all three shown: no "..."
+    assert differences(three, identity_of(tmp_path)) == [
+        "3 entries were removed from the blocklist (0@N00, 1@N00, 2@N00)"]
+    four = identity_of(tmp_path, blocklist=[f"{i}@N00" for i in range(4)])
+    assert differences(four, identity_of(tmp_path)) == [
+        "4 entries were removed from the blocklist (0@N00, 1@N00, 2@N00, ...)"]
 
 
 def test_licenses_are_compared_as_the_set_they_allow(tmp_path):

@@ -143,6 +143,13 @@ def test_open_metadata_detects_compression(tmp_path, name):
     assert sum(seen) == path.stat().st_size
 
 
+def test_source_size_is_the_files_bytes_and_unknown_for_stdin(tmp_path):
+    path = tmp_path / "yfcc.tsv.bz2"
+    path.write_bytes(b"x" * 1234)
+    assert metadata.source_size(path) == 1234 and metadata.source_size(str(path)) == 1234
+    assert metadata.source_size("-") is None
+
+
 def test_open_metadata_reads_stdin(monkeypatch):
     text = metadata.format_line(synthetic_photo(3)) + "\n"
     fake_stdin = io.TextIOWrapper(io.BytesIO(gzip.compress(text.encode())))
