@@ -254,3 +254,13 @@ def test_crop_geometry_refuses_a_crop_smaller_than_the_face():
         CropGeometry(expand=0.99)
     with pytest.raises(ValueError, match=r"keypoints_outside must be one of \('clamp', 'nan'\)"):
         CropGeometry(keypoints_outside="drop")
+
+
+def test_fitted_shrinks_by_area_so_fine_detail_averages_instead_of_aliasing():
+    # a one-pixel checkerboard shrunk 3x: each output pixel averages a 3 x 3 block (4 or 5 of 9 white);
+    # sampling instead (INTER_LINEAR lands on pixel centres at 1/3) would give pure black and white
+    checker = ((np.indices((300, 300)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    shrunk = Fitted.of(np.dstack([checker] * 3), 100).image
+    assert shrunk.shape == (100, 100, 3)
+    assert set(np.unique(shrunk)) <= {113, 142}  # 255 * 4 / 9 and 255 * 5 / 9, rounded
+    assert Fitted.of(np.zeros((100, 100, 3), np.uint8), 100).image.shape == (100, 100, 3)  # max side: kept as is
