@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Union
 
 try:
     import fcntl
@@ -74,6 +74,11 @@ def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:
 
 def write_json(path: Union[str, Path], obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def jsonl(rows: Iterable[dict], *, ensure_ascii: bool = True) -> str:
+    """One JSON object a line, keys sorted: the form of every ``.jsonl`` this project writes."""
+    return "".join(json.dumps(row, ensure_ascii=ensure_ascii, sort_keys=True) + "\n" for row in rows)
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:

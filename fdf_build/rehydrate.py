@@ -41,7 +41,7 @@ from .dataset.published import (Geometry, PhotoJob, PublishedFace, RehydrateErro
 from .dataset.writer import encode_png
 from .decode import decode_image
 from .fetch import Fetcher, FetchSettings
-from .files import appending, atomic_write, write_json
+from .files import appending, atomic_write, jsonl, write_json
 from .privacy import audit
 from .privacy.index import index_dataset
 from .privacy.removal import BLOCKLIST, plan_removal, recover, remove_faces
@@ -168,7 +168,7 @@ class Journal:
             self.path.unlink(missing_ok=True)
             atomic_write(stamp, fingerprint + "\n")
         # rewrite what was read, so a torn last line cannot end up in the middle of the file
-        atomic_write(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows.values()))
+        atomic_write(self.path, jsonl(self.rows.values()))
         self._appending = contextlib.ExitStack()
         self._file = self._appending.enter_context(appending(self.path))
 
@@ -180,7 +180,7 @@ class Journal:
 
     def add(self, row: dict) -> None:
         self.rows[row["photo_id"]] = row
-        self._file.write(json.dumps(row, sort_keys=True) + "\n")
+        self._file.write(jsonl([row]))
         self._file.flush()
 
     def close(self) -> None:
@@ -355,7 +355,7 @@ def _commit(root: Path, plan: dict) -> RehydrateSummary:
             raise RehydrateError(f"{directory}: {count} faces after removal, expected {summary.splits.get(split)}")
         _write_md5s(directory, count)
     index_dataset(root)
-    atomic_write(root / FACES_REPORT, "".join(json.dumps(r, sort_keys=True) + "\n" for r in plan["report"]))
+    atomic_write(root / FACES_REPORT, jsonl(plan["report"]))
     write_json(root / SUMMARY, summary.to_dict())
     shutil.rmtree(root / STATE_DIR)
     return summary

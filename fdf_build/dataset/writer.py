@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Optional, Union
 import cv2
 import numpy as np
 
-from ..files import atomic_write, link_or_copy, new_staging_dir, read_jsonl, swap_in, write_json
+from ..files import atomic_write, jsonl, link_or_copy, new_staging_dir, read_jsonl, swap_in, write_json
 from ..geometry import GEOMETRY_FILE, CropGeometry
 from ..records import KEYPOINT_NAMES, FaceCrop, Photo, SkipReason
 from ..sources.metadata import format_line, parse_line
@@ -120,10 +120,8 @@ class ShardWriter:
 
     def close(self) -> dict:
         order = lambda r: (int(r["yfcc100m_line_idx"]), r["face_index"])  # noqa: E731
-        faces = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in sorted(self._faces, key=order))
-        atomic_write(self.directory / "faces.jsonl", faces)
-        photos = sorted(self._photos, key=lambda r: r["line"])
-        atomic_write(self.directory / "photos.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in photos))
+        atomic_write(self.directory / "faces.jsonl", jsonl(sorted(self._faces, key=order), ensure_ascii=False))
+        atomic_write(self.directory / "photos.jsonl", jsonl(sorted(self._photos, key=lambda r: r["line"])))
         stats = self.stats()
         write_json(self.directory / STATS_NAME, stats)
         return stats
@@ -225,12 +223,11 @@ def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], b
                 changed = True
     if gone:
         names = {f["_file"] for f in gone}
-        atomic_write(shard / "faces.jsonl", "".join(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n"
-                                                     for f in faces if f["_file"] not in names))
+        atomic_write(shard / "faces.jsonl", jsonl((f for f in faces if f["_file"] not in names), ensure_ascii=False))
         for name in names:
             (shard / "faces" / name).unlink(missing_ok=True)
     if changed:
-        atomic_write(shard / "photos.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in photos))
+        atomic_write(shard / "photos.jsonl", jsonl(photos))
     return len(gone)
 
 
@@ -246,5 +243,4 @@ def write_attributes(split_dir: Path, records: list[dict]) -> None:
     folder.mkdir(exist_ok=True)
     for n, record in enumerate(records):
         write_json(folder / f"{n}.json", record)
-    atomic_write(Path(split_dir) / "attributes.jsonl",
-                 "".join(json.dumps({"image": n, **r}, sort_keys=True) + "\n" for n, r in enumerate(records)))
+    atomic_write(Path(split_dir) / "attributes.jsonl", jsonl({"image": n, **r} for n, r in enumerate(records)))

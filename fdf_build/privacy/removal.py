@@ -28,8 +28,9 @@ import numpy as np
 from ..dataset.layout import LANDMARKS68, METAINFO, WORK_DIR, DatasetError, split_dirs
 from ..dataset.metainfo import read_metainfo
 from ..dataset.writer import purge_shard, write_attributes, write_split
-from ..files import FILE_MODE, append_durably, new_staging_dir, swap_in, write_json
+from ..files import FILE_MODE, append_durably, jsonl, new_staging_dir, swap_in, write_json
 from ..sources.filters import Blocklist
+from ..split import SPLITS
 from .index import BadInput, file_stamp, index_dataset, search
 
 LEDGER = "removed.jsonl"
@@ -37,9 +38,6 @@ BLOCKLIST = "blocklist.txt"
 JOURNAL = ".remove-journal.json"
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- removal
 
 LOCK = ".privacy.lock"
 _lock_guard = threading.Lock()
@@ -257,7 +255,7 @@ def _purge_work(dataset: Path, blocked: Blocklist) -> None:
 def _roll_forward(dataset: Path) -> str:
     journal = json.loads((dataset / JOURNAL).read_text())
     staging = dataset / journal["staging"]
-    for split in ("train", "val"):
+    for split in SPLITS:
         _swap_split(dataset, staging, split)
     photo_ids = {row["photo_id"] for row in journal["ledger"] if row.get("photo_id") is not None}
     _purge_work(dataset, Blocklist.from_lines(journal["blocklist"]) | Blocklist(photo_ids=frozenset(photo_ids)))
@@ -267,10 +265,7 @@ def _roll_forward(dataset: Path) -> str:
         # blocklist first, ledger last, each on disk before the next: the ledger line marks this removal
         # recorded, and a crash in between only repeats blocklist lines, which is harmless
         _append_blocklist(dataset, journal["blocklist"], f"removed {journal['date']} ({journal['reason']})")
-        append_durably(ledger_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in journal["ledger"]))
+        append_durably(ledger_path, jsonl(journal["ledger"]))
     shutil.rmtree(staging, ignore_errors=True)
     (dataset / JOURNAL).unlink()
     return journal["removal"]
-
-
-# ---------------------------------------------------------------- audit
