@@ -175,10 +175,16 @@ class FaceCrop:
         return (self.photo.line_number, self.face_index)
 
 
-class Tally:
-    """A dataclass of counts that round-trips through JSON: each Counter as a dict, largest first where ``RANKED``."""
+@dataclass
+class RunCounts:
+    """What every run counts: photos and faces, by what happened to them; subclasses add their own fields.
+
+    Round-trips through JSON: each Counter as a dict, largest first where ``RANKED``.
+    """
 
     RANKED: ClassVar[tuple[str, ...]] = ()
+    photos: Counter = field(default_factory=Counter)
+    faces: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
         out = {}
@@ -193,11 +199,3 @@ class Tally:
     def from_dict(cls, data: dict):
         counters = {f.name for f in dataclasses.fields(cls) if f.default_factory is Counter}
         return cls(**{k: Counter(v) if k in counters else v for k, v in data.items()})
-
-
-@dataclass
-class RunCounts(Tally):
-    """What every run counts: photos and faces, by what happened to them."""
-
-    photos: Counter = field(default_factory=Counter)
-    faces: Counter = field(default_factory=Counter)

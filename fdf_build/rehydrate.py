@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
+import operator
 import shutil
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
+from .dataset.archive import image_md5s
 from .dataset.layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
 from .dataset.published import (Geometry, PhotoJob, PublishedFace, RehydrateError, find_in_yfcc, group_by_photo,
                                 load_geometry, published_faces)
@@ -216,12 +219,12 @@ class RehydrateSummary(RunCounts):
 def _blocklist(config: RehydrateConfig) -> Blocklist:
     """The user's blocklist and the dataset's own (what earlier removals added), together."""
     paths = (config.blocklist, config.dataset / BLOCKLIST)
-    lists = [Blocklist.from_file(p) for p in paths if p and Path(p).is_file()]
-    return Blocklist(frozenset().union(*(b.nsids for b in lists)), frozenset().union(*(b.photo_ids for b in lists)))
+    lists = (Blocklist.from_file(p) for p in paths if p and Path(p).is_file())
+    return functools.reduce(operator.or_, lists, Blocklist())
 
 
 def _is_blocked(job: PhotoJob, blocklist: Blocklist) -> bool:
-    return job.photo_id in blocklist.photo_ids or any(f.user_nsid in blocklist.nsids for f in job.faces)
+    return any(blocklist.blocks(f.user_nsid, job.photo_id) for f in job.faces)
 
 
 def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> RehydrateSummary:
@@ -363,8 +366,4 @@ def _commit(root: Path, plan: dict) -> RehydrateSummary:
 
 def _write_md5s(directory: Path, count: int) -> None:
     """The split's ``images.md5`` for the images it now has (numbers change when faces are taken out)."""
-    lines = []
-    for n in range(count):
-        digest = hashlib.md5((directory / "images" / f"{n}.png").read_bytes(), usedforsecurity=False).hexdigest()
-        lines.append(f"{digest}  images/{n}.png\n")
-    atomic_write(directory / IMAGE_MD5S, "".join(lines))
+    atomic_write(directory / IMAGE_MD5S, image_md5s(directory, range(count)))

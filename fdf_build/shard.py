@@ -66,7 +66,7 @@ class Stages:
         c = self.config
         url = metadata.photo_url(photo, size=c.flickr_size, base_url=c.base_url)
         stats = Counter(tried=1)
-        faces = _PhotoFaces()
+        crops: list[FaceCrop] = []  # held until the photo has passed every stage
         try:
             data = self.fetcher(url)
             if isinstance(data, Skip):
@@ -74,9 +74,9 @@ class Stages:
             else:
                 stats["fetched"] += 1
                 with self.inference_slots:
-                    skip = self._analyse(photo, data, faces, stats)
+                    skip = self._analyse(photo, data, crops, stats)
             # staged only once every stage has passed, all at once: a failed photo leaves no face behind
-            writer.add_faces(faces.crops)
+            writer.add_faces(crops)
         except Exception as e:
             if systemic(e):
                 raise
@@ -90,7 +90,7 @@ class Stages:
             writer.add_photo(photo, url, skip.reason.value, stats, skip.detail)
         return stats
 
-    def _analyse(self, photo: Photo, data: bytes, writer: "_PhotoFaces", stats: Counter) -> Optional[Skip]:
+    def _analyse(self, photo: Photo, data: bytes, crops: list[FaceCrop], stats: Counter) -> Optional[Skip]:
         image = decode_image(data, max_pixels=self.config.max_pixels)
         if isinstance(image, Skip):
             return image
@@ -107,19 +107,8 @@ class Stages:
             return faces
         stats.update(kept=len(faces))
         canonical_url = metadata.photo_url(photo, size=self.config.flickr_size)
-        for face_crop in cut_faces(photo, image, faces, self.config.geometry, canonical_url):
-            writer.add_face(face_crop)
+        crops.extend(cut_faces(photo, image, faces, self.config.geometry, canonical_url))
         return None
-
-
-class _PhotoFaces:
-    """One photo's face crops, held until the photo has passed every stage."""
-
-    def __init__(self):
-        self.crops: list[FaceCrop] = []
-
-    def add_face(self, crop: FaceCrop) -> None:
-        self.crops.append(crop)
 
 
 #: errno values that say the machine or the output directory is at fault, not the photo
