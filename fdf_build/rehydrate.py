@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
-from .dataset.archive import image_md5s
+from .dataset.archive import image_md5s, md5_file
 from .dataset.layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
 from .dataset.published import (Geometry, PhotoJob, PublishedFace, RehydrateError, find_in_yfcc, group_by_photo,
                                 load_geometry, published_faces)
@@ -129,7 +129,7 @@ def _already_there(job: PhotoJob, root: Path) -> Optional[dict]:
         path = _image_path(root, face)
         if face.md5 is None or not path.is_file():
             return None
-        digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        digest = md5_file(path)
         if digest != face.md5:
             return None
         md5s[f"{face.split}/{face.number}"] = digest
