@@ -200,10 +200,6 @@ class FaceRecord:
         """``(7, 2) float32`` keypoints in [0, 1] of the crop, NaN where null."""
         return points_array(self.landmark)
 
-    def original_landmark_array(self) -> np.ndarray:
-        """``(7, 2) float32`` keypoints in original-photo pixels, NaN where null."""
-        return points_array(self.original_landmark)
-
     @classmethod
     def from_crop(cls, c: FaceCrop, *, detector: str, crawl_date: str) -> "FaceRecord":
         """The record of a face the build just cut (its ``category`` is set when the merge picks its split).
