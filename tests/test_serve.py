@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from html.parser import HTMLParser
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -394,8 +394,9 @@ def test_serve_command_serves_and_logs_access_to_stderr(dataset):
         process.terminate()
         out, err = process.communicate(timeout=30)
     log = "".join(lines) + err
-    assert f'"GET /search?q={quote(ALICE, safe="")} HTTP/1.1" 200' in log, log
-    assert '"GET /image/train/../../etc/passwd HTTP/1.1" 404' in log, log
+    # Each request is logged on stderr, one line naming its path and status; the server's own wording is its own.
+    assert any("/search" in line and " 200" in line for line in log.splitlines()), log
+    assert any("passwd" in line and " 404" in line for line in log.splitlines()), log
     assert out == ""
 
 
