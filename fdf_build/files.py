@@ -121,6 +121,12 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def scratch(directory: Path):
+    """A binary temp file in ``directory`` with no name: what it holds never becomes a file anyone sees,
+    and it is gone when closed or when the process dies, so a killed command leaves nothing to clean."""
+    return tempfile.TemporaryFile(dir=directory)
+
+
 def new_staging_dir(parent: Path, prefix: str) -> Path:
     staging = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
     staging.chmod(DIR_MODE)

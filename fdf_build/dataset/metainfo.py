@@ -29,7 +29,7 @@ Usage::
     FaceRecord.from_json("0", entry, split="train").to_json() == {...}
     FaceRecord.from_crop(face_crop, detector=..., crawl_date=...)  # what a build writes
 
-``attribution_csv`` derives the per-photo credit file from the records.
+``attribution_row`` is a photo's row of the per-photo credit file.
 
 Reading tolerates missing keys (published copies differ from one another) and older
 builds of this project (``category`` "face", ``photo_url`` the static URL beside a
@@ -38,16 +38,14 @@ builds of this project (``category`` "face", ``photo_url`` the static URL beside
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as _dt
-import io
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from ..flickr import is_page_url, page_url, photo_id_from_url
 
@@ -361,27 +359,16 @@ ATTRIBUTION_FIELDS = ("photo_id", "author", "user_nsid", "title", "photo_url", "
                       "license_url", "images")
 
 
-def attribution_csv(faces: Iterable[tuple[int, FaceRecord]]) -> str:
-    """The text of ``attribution.csv`` for numbered faces: a row per photo, ``images`` its faces' numbers."""
-    rows: dict = {}
-    for n, r in faces:
-        row = rows.setdefault(r.photo_id if r.photo_id is not None else r.photo_url, {
-            "photo_id": r.photo_id, "author": r.author, "user_nsid": r.user_nsid, "title": r.photo_title,
+def attribution_key(r: FaceRecord):
+    """The photo a face is credited under in ``attribution.csv``: its id, else its page URL."""
+    return r.photo_id if r.photo_id is not None else r.photo_url
+
+
+def attribution_row(r: FaceRecord) -> dict:
+    """``attribution.csv``'s row for the photo of ``r``, its first face, without the ``images`` column."""
+    return {"photo_id": r.photo_id, "author": r.author, "user_nsid": r.user_nsid, "title": r.photo_title,
             "photo_url": r.photo_url, "download_url": r.download_url, "license": r.license,
-            "license_url": r.license_url, "images": [],
-        })
-        row["images"].append(str(n))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=ATTRIBUTION_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows.values():
-        writer.writerow({**row, "images": " ".join(row["images"])})
-    return out.getvalue()
-
-
-def dumps_metainfo(records: Mapping[str, FaceRecord]) -> str:
-    """The text of an ``fdf_metainfo.json`` holding ``records`` (deterministic: keys sorted)."""
-    return json.dumps({key: r.to_json() for key, r in records.items()}, ensure_ascii=False, sort_keys=True)
+            "license_url": r.license_url}
 
 
 def detection_record(image_name: str, image: NDArray[np.uint8], faces: list[Face]) -> dict:

@@ -19,25 +19,23 @@ What a face's metainfo entry and the attribution file hold is
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import shutil
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Optional
 
 import cv2
 import numpy as np
 
-from ..files import atomic_write, jsonl, link_or_copy, new_staging_dir, read_jsonl, swap_in, write_json
+from ..files import atomic_write, jsonl, new_staging_dir, read_jsonl, swap_in, write_json
 from ..geometry import GEOMETRY_FILE, CropGeometry
-from ..records import KEYPOINT_NAMES, FaceCrop, Photo, SkipReason
+from ..records import FaceCrop, Photo, SkipReason
 from ..sources.metadata import format_line, parse_line
 from ..split import SPLITS, split_of
-from .layout import LANDMARKS68
-from .metainfo import CATEGORIES, METAINFO, FaceRecord, attribution_csv, dumps_metainfo, points_array
+from .metainfo import FaceRecord
+from .splitwriter import SplitWriter
 
 STATS_NAME = "_stats.json"
 
@@ -132,44 +130,6 @@ def completed_stats(directory: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_split(directory: Path, faces: list[tuple[Path, Union[FaceRecord, dict], np.ndarray, np.ndarray]], *,
-                split: Optional[str] = None) -> None:
-    """Write one split into the new, empty ``directory``: faces numbered 0..N-1 in the given order.
-
-    Each face is (source PNG, metainfo record, (7, 2) landmarks in [0, 1] with NaN
-    for missing, (4,) box in crop pixels). Records get the ``category`` of ``split``
-    (default: the directory's name when it is ``train`` or ``val``). Images are
-    hard-linked where possible, so renumbering costs no disk space.
-    """
-    directory = Path(directory)
-    split = split or (directory.name if directory.name in CATEGORIES else None)
-    (directory / "images").mkdir(parents=True)
-    metainfo, numbered = {}, []
-    landmarks = np.zeros((len(faces), len(KEYPOINT_NAMES), 2), dtype=np.float32)
-    boxes = np.zeros((len(faces), 4), dtype=np.int64)
-    for n, (source, record, face_landmarks, box) in enumerate(faces):
-        if not isinstance(record, FaceRecord):
-            record = FaceRecord.from_json(None, record, split=split)
-        if split is not None:
-            record = dataclasses.replace(record, category=CATEGORIES[split])
-        record = dataclasses.replace(record, image=n)
-        link_or_copy(source, directory / "images" / f"{n}.png")
-        landmarks[n], boxes[n] = face_landmarks, box
-        metainfo[str(n)] = record
-        numbered.append((n, record))
-    _save_npy(directory / "landmarks.npy", landmarks)
-    _save_npy(directory / "bounding_box.npy", boxes)
-    if any(record.landmark68 is not None for _, record in numbered):
-        # beside landmarks.npy, for aligning the crops: (N, 68, 2) in [0, 1] of the crop, NaN where missing
-        landmarks68 = np.full((len(faces), 68, 2), np.nan, dtype=np.float32)
-        for n, record in numbered:
-            if record.landmark68 is not None:
-                landmarks68[n] = points_array(record.landmark68, n=68)
-        _save_npy(directory / LANDMARKS68, landmarks68)
-    atomic_write(directory / METAINFO, dumps_metainfo(metainfo))
-    atomic_write(directory / "attribution.csv", attribution_csv(numbered))
-
-
 def write_geometry(root: Path, geometry: CropGeometry) -> None:
     """``crop_geometry.json`` at the dataset's root: how its crops were cut (see :class:`CropGeometry`)."""
     write_json(Path(root) / GEOMETRY_FILE, geometry.to_json())
@@ -179,25 +139,34 @@ def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float,
                  exclude: Callable[[FaceRecord], bool] = lambda record: False) -> Counter:
     """Number every staged face into the FDF layout under ``out``; returns faces per split.
 
-    Faces whose record ``exclude`` is true for (removed or blocklisted since they were staged) are left out.
+    One pass over the shards' faces, each face streamed into its split's staging folder
+    (:class:`SplitWriter`), so memory stays flat however many faces there are; each split is then
+    swapped in whole. Faces whose record ``exclude`` is true for (removed or blocklisted since they
+    were staged) are left out.
     """
     out = Path(out)
-    per_split: dict[str, list] = {s: [] for s in SPLITS}
-    for shard in shard_dirs:
-        for entry in read_jsonl(shard / "faces.jsonl"):
-            source, box = shard / "faces" / entry.pop("_file"), entry.pop("_box_px")
-            record = FaceRecord.from_json(None, entry)
-            if exclude(record):
-                continue
-            per_split[split_of(record.user_nsid, val_fraction)].append((source, record, record.landmark_array(), box))
-    counts = Counter()
-    for split, faces in per_split.items():
-        staging = new_staging_dir(out, f".{split}.")
-        write_split(staging / "split", faces, split=split)
-        swap_in(staging / "split", out / split)
-        staging.rmdir()
-        counts[split] = len(faces)
-    return counts
+    writers: dict[str, SplitWriter] = {}
+    try:
+        for split in SPLITS:
+            writers[split] = SplitWriter(new_staging_dir(out, f".{split}.") / "split", split=split)
+        for shard in shard_dirs:
+            for entry in read_jsonl(shard / "faces.jsonl"):
+                source, box = shard / "faces" / entry.pop("_file"), entry.pop("_box_px")
+                record = FaceRecord.from_json(None, entry)
+                if not exclude(record):
+                    writers[split_of(record.user_nsid, val_fraction)].add(source, record, record.landmark_array(), box)
+        counts = Counter()
+        for split, writer in writers.items():
+            writer.close()
+            swap_in(writer.directory, out / split)
+            writer.directory.parent.rmdir()
+            counts[split] = writer.count
+        return counts
+    except BaseException:
+        for writer in writers.values():  # a staging folder must not outlive the merge: it may hold removed faces
+            writer.discard()
+            shutil.rmtree(writer.directory.parent, ignore_errors=True)
+        raise
 
 
 def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], bool]) -> int:
@@ -229,12 +198,6 @@ def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], b
     if changed:
         atomic_write(shard / "photos.jsonl", jsonl(photos))
     return len(gone)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    atomic_write(path, buf.getvalue())
 
 
 def write_attributes(split_dir: Path, records: list[dict]) -> None:

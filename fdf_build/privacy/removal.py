@@ -27,7 +27,8 @@ import numpy as np
 
 from ..dataset.layout import LANDMARKS68, METAINFO, WORK_DIR, DatasetError, split_dirs
 from ..dataset.metainfo import read_metainfo
-from ..dataset.writer import purge_shard, write_attributes, write_split
+from ..dataset.splitwriter import write_split
+from ..dataset.writer import purge_shard, write_attributes
 from ..files import FILE_MODE, append_durably, jsonl, new_staging_dir, swap_in, write_json
 from ..sources.filters import Blocklist
 from ..split import SPLITS
