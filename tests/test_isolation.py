@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from fdf_build import pipeline, shard
 from fdf_build.cli.main import cli
 from fdf_build.config import BuildConfig
-from fdf_build.dataset import writer
+from fdf_build.dataset import splitwriter, writer
 from fdf_build.decode import declared_size, decode_image
 from fdf_build.demo import demo_metadata, demo_photos
 from fdf_build.localserver import LocalServer
@@ -188,14 +188,20 @@ def test_a_full_disk_stops_the_build_fast_with_one_line(where, world, tmp_path, 
     slow_routes = {urlsplit(p.download_url).path: face for p in many}
     (tmp_path / "many.tsv").write_text("".join(format_line(p) + "\n" for p in many))
 
-    real_write = writer.atomic_write
+    real_write, real_replacing = writer.atomic_write, splitwriter.replacing
 
-    def atomic_write(path, data):
-        if path.parent.name == where or where == "train" and path.name == "fdf_metainfo.json":
+    def atomic_write(path, data):  # a face crop
+        if path.parent.name == where:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_write(path, data)
 
+    def replacing(path):  # a split's file
+        if where == "train" and path.name == "fdf_metainfo.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_replacing(path)
+
     monkeypatch.setattr(writer, "atomic_write", atomic_write)
+    monkeypatch.setattr(splitwriter, "replacing", replacing)
     with LocalServer(slow_routes, latency=0.2, max_seconds=120) as server:
         result = CliRunner().invoke(cli, build_args(tmp_path / "many.tsv", tmp_path / "o", server, "--workers", "2",
                                                     "--shard-size", "100", "--keypoints", "none"))
