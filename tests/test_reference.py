@@ -316,7 +316,7 @@ def test_gpu_builds_keep_enough_photos_in_flight_to_fill_per_size_batches():
 def test_landmarks68_land_beside_the_keypoints_in_the_crop_frame_and_survive_removal(tmp_path, monkeypatch):
     from fdf_build.dataset.layout import verify_split
     from fdf_build.dataset.loader import FDF256Dataset
-    from fdf_build.dataset.writer import points_array
+    from fdf_build.dataset.metainfo import points_array
     from fdf_build.demo import run_demo
     from fdf_build.geometry import CropGeometry
     from fdf_build.privacy import removal
