@@ -27,11 +27,12 @@ LANDMARK_MODELS = ("face-alignment",)
 #: What happens to a face that no person's keypoints matched: FDF256 dropped them (every face has 7 keypoints).
 UNMATCHED = ("drop", "keep")
 EXECUTORS = ("local", "ray")
-#: Settings that never change a build's output (where it goes, how fast and where it runs), and the metadata
-#: file and blocklist, which enter a build's identity by their content (fdf_build.identity), not their path.
+#: Settings that never change a build's shards (where it goes, how fast and where it runs, what the merge leaves
+#: out), and the metadata file and blocklist, which enter a build's identity by their content (fdf_build.identity),
+#: not their path.
 NOT_OUTPUT = ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url",
               "crawl_date", "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device",
-              "batch_size", "blocklist")
+              "batch_size", "blocklist", "dedup")
 
 
 class BuildError(Exception):
@@ -72,6 +73,8 @@ class BuildConfig(FetchSettings):
     shard_size: int = 10_000
     executor: str = "local"
     ray_address: Optional[str] = None
+    #: keep one face of each group of near-duplicates (fdf_build.dedup); decides the merge only, not the shards
+    dedup: bool = False
     #: FDF's date_crawled; fixed per build (saved with it) so a rebuild or resume is byte-identical.
     crawl_date: Optional[str] = None
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from . import identity
+from . import dedup, identity
 from .config import BuildConfig, BuildError
 from .dataset.layout import WORK_DIR
-from .dataset.writer import ShardWriter, completed_stats, merge_shards, write_geometry
+from .dataset.writer import ShardWriter, completed_stats, merge_shards, staged_records, write_geometry
 from .files import write_json
 from .models.stack import check_models, weights_files
 from .privacy.index import index_dataset
@@ -166,26 +166,47 @@ def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Su
 
     The merge leaves out every face the build's blocklist or the dataset's removals (its ``blocklist.txt``
     and ``removed.jsonl``) name now, whenever its shard was built: a removal is final, and a blocklist
-    that grew since the shards were built needs no ``--restart``.
+    that grew since the shards were built needs no ``--restart``. With ``--dedup`` it leaves out all but one
+    face of each group of near-duplicates (:func:`near_duplicate_copies`).
     """
     out = Path(config.out)
     with dataset_lock(out):
         recover(out)  # an interrupted removal first: its journal must not later swap over this merge
         blocked = never_again(config)
+        copies = set()
+        if config.dedup:
+            copies, summary.faces["near_duplicate_groups"] = near_duplicate_copies(shard_dirs, blocked)
         left_out = Counter()
 
         def exclude(record) -> bool:
-            hit = blocked.blocks(record.user_nsid, record.photo_id)
-            left_out["faces"] += hit
-            return hit
+            reason = ("removed_or_blocklisted" if blocked.blocks(record.user_nsid, record.photo_id) else
+                      "near_duplicates" if (record.yfcc100m_line_idx, record.face_index) in copies else None)
+            left_out[reason] += 1
+            return reason is not None
 
         summary.splits = merge_shards(shard_dirs, out, val_fraction=config.val_fraction, exclude=exclude)
-        if left_out["faces"]:
-            summary.faces["removed_or_blocklisted"] = left_out["faces"]
+        del left_out[None]
+        summary.faces.update(left_out)
         write_geometry(out, config.geometry)
         index_dataset(out)
         write_json(out / "stats.json", summary.to_dict())
     return summary
+
+
+def near_duplicate_copies(shard_dirs: list[Path], blocked: Blocklist) -> tuple[set[tuple[int, int]], int]:
+    """The staged faces ``--dedup`` leaves out, as (YFCC line, face index), and the number of groups.
+
+    Of each group of near-identical faces (:func:`fdf_build.dedup.groups`, blocked faces not counted) the face
+    of the earliest uploaded photo stays (then the lowest YFCC line and face index): the likeliest original,
+    credited to its likeliest author, and one face cannot be in both splits.
+    """
+    keys, hashes = [], []
+    for record in staged_records(shard_dirs):
+        if not blocked.blocks(record.user_nsid, record.photo_id):
+            keys.append((record.date_uploaded or "~", record.yfcc100m_line_idx, record.face_index))
+            hashes.append(record.phash)
+    found = dedup.groups(dedup.to_uint64(hashes))
+    return {keys[i][1:] for i in dedup.left_out(found, keys.__getitem__)}, len(found)
 
 
 def never_again(config: BuildConfig) -> Blocklist:

@@ -168,6 +168,9 @@ class FaceCrop:
     split: Optional[str] = None
     #: ``(68, 2)`` face-alignment landmarks in crop pixels, when the build asked for them
     landmarks68: Optional[NDArray[np.float32]] = None
+    #: perceptual hashes (:mod:`fdf_build.dedup`) of the crop and of the photo it was cut from
+    phash: str = ""
+    photo_phash: str = ""
 
     @property
     def key(self) -> tuple[int, int]:

@@ -1,13 +1,14 @@
 """One shard through every stage: what a local build's threads and a Ray actor both run.
 
 :class:`Stages` holds the configured per-photo stages (fetch -> decode -> detect
--> keypoints -> filter -> crop), built once per process; :func:`build_shard`
+-> keypoints -> filter -> crop -> perceptual hashes), built once per process; :func:`build_shard`
 runs a list of photos through them into a shard directory, which
 :mod:`fdf_build.pipeline` later merges.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -22,6 +23,7 @@ from .config import BuildConfig, BuildError
 from .crop import cut_faces
 from .dataset.writer import ShardWriter
 from .decode import decode_image
+from .dedup import phash
 from .facefilter import large_faces, matched_faces
 from .fetch import Fetcher
 from .models.faces import FaceDetector
@@ -107,7 +109,9 @@ class Stages:
             return faces
         stats.update(kept=len(faces))
         canonical_url = metadata.photo_url(photo, size=self.config.flickr_size)
-        crops.extend(cut_faces(photo, image, faces, self.config.geometry, canonical_url))
+        photo_hash = phash(image)
+        crops.extend(dataclasses.replace(c, phash=phash(c.image), photo_phash=photo_hash)
+                     for c in cut_faces(photo, image, faces, self.config.geometry, canonical_url))
         return None
 
 

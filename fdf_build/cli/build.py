@@ -137,6 +137,8 @@ def echo_build_summary(summary: dict, out: Path) -> None:
         + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
         + (f"; {faces['removed_or_blocklisted']:,} left out as removed or blocklisted"
            if faces.get("removed_or_blocklisted") else "")
+        + (f"; {faces.get('near_duplicates', 0):,} left out as near-duplicates ({faces['near_duplicate_groups']:,} "
+           "groups, one face kept of each)" if "near_duplicate_groups" in faces else "")
     )
     click.echo(f"dataset: {out}/{{train,val}}/  (stats in {out}/stats.json)")
 

@@ -1,7 +1,8 @@
-"""Commands on a dataset: ``pack``, ``verify``, ``rehydrate``, ``attributes`` and ``report``."""
+"""Commands on a dataset: ``pack``, ``verify``, ``rehydrate``, ``attributes``, ``duplicates`` and ``report``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -154,6 +155,47 @@ def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> N
     with Bars(totals, default=dict(unit="face")) as bars:  # an unreadable dataset is a DatasetError: one line, exit 2
         counts = {split: annotate_split(directory, models, progress=bars) for split, directory in splits}
     click.echo("attributes: " + ", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))
+
+
+@click.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object a line per group: its faces as split and image number, its splits, distance.")
+@click.option("--threshold", type=click.IntRange(0, 64), default=None,
+              help="Hashes at most this many bits apart (of 64) are the same face  [default: the measured one, "
+                   "see docs/benchmarks.md]")
+def duplicates(dataset: Path, as_json: bool, threshold: Optional[int]) -> None:
+    """List groups of near-identical faces in DATASET (re-encoded, resized, lightly cropped or recoloured copies),
+    across photos, owners and splits, from each split's phash.npy (images without one are hashed now).
+
+    `fdf-build build --dedup` keeps one face of each group.
+
+    \b
+    Example:
+      fdf-build duplicates data/fdf_rebuild
+      fdf-build duplicates data/fdf_rebuild --json | jq -c 'select(.splits | length > 1)'
+    """
+    from ..dataset.duplicates import find_duplicates
+    from ..dataset.metainfo import read_metainfo
+    from ..dedup import THRESHOLD
+
+    with Bars() as bars:
+        groups = find_duplicates(dataset, threshold=THRESHOLD if threshold is None else threshold, progress=bars)
+    if as_json:
+        for group in groups:
+            click.echo(json.dumps(group.to_json()))
+        return
+    spanning = sum(len(g.splits) > 1 for g in groups)
+    click.echo(f"{len(groups):,} group(s) of near-identical faces ({sum(len(g.faces) for g in groups):,} faces); "
+               f"{spanning:,} span train and val")
+    wanted = {split for g in groups for split, _ in g.faces}
+    records = {split: read_metainfo(dataset / split) for split in wanted}
+    for k, group in enumerate(groups, 1):
+        click.echo(f"group {k}: {len(group.faces)} faces, up to {group.distance} bits apart")
+        for split, n in group.faces:
+            r = records[split].get(str(n))
+            who = f"{r.user_nsid or '?'}  {r.photo_url or r.download_url}" if r else "(not in the metainfo)"
+            click.echo(f"  {split}/images/{n}.png  {who}")
 
 
 @click.command()

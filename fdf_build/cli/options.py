@@ -72,6 +72,10 @@ def build_options(command):
                           "with the detector's nose and eyes (ears and shoulders NaN/null; the default with "
                           "--keypoints none)."),
         click.option("--crawl-date", help="date_crawled to record (default: the day the build started)."),
+        click.option("--dedup", is_flag=True,
+                     help="Keep one face of each group of near-identical faces (`fdf-build duplicates` lists them): "
+                          "the earliest uploaded, so no group spans train and val. Only the merge changes: "
+                          "re-running a finished build with it re-merges its shards."),
     ]
     for option in reversed(options):
         command = option(command)

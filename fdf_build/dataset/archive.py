@@ -26,7 +26,8 @@ from .layout import IMAGE_MD5S, DatasetError, load_metainfo, split_dirs, verify_
 
 METAINFO_ARCHIVE = "metainfo"
 #: Files of each split that travel in metainfo.zip.
-METAINFO_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv", "landmarks68.npy")
+METAINFO_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv", "landmarks68.npy",
+                  "phash.npy")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so packing the same dataset twice gives the same bytes
 
 

@@ -16,6 +16,8 @@ from ..split import SPLITS
 METAINFO = "fdf_metainfo.json"
 #: optional, in builds with ``--landmarks``: (N, 68, 2) face-alignment landmarks in [0, 1] of the crop
 LANDMARKS68 = "landmarks68.npy"
+#: in builds of this project: (N, 2) uint64, each face's crop and photo pHash (fdf_build.dedup), 0 where unknown
+PHASH = "phash.npy"
 #: per split, in packs and downloads: each image's md5 in ``md5sum`` format (``cd train && md5sum -c images.md5``),
 #: what a rehydrated image must equal to be the published one
 IMAGE_MD5S = "images.md5"
@@ -107,6 +109,8 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
     arrays = [("landmarks.npy", (n, 7, 2)), ("bounding_box.npy", (n, 4))]
     if (split_dir / LANDMARKS68).is_file():
         arrays.append((LANDMARKS68, (n, 68, 2)))
+    if (split_dir / PHASH).is_file():
+        arrays.append((PHASH, (n, 2)))
     for name, shape in arrays:
         path = split_dir / name
         if not path.is_file():

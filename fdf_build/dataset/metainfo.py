@@ -16,8 +16,9 @@ fractions of the crop side; ``original_*`` pixels of the original photo.
 Builds of this project write all of those and, beside them under their own names,
 what FDF does not record: ``download_url`` (the static image URL the crop was cut
 from), ``photo_id``, ``face_index``, ``face_score``, ``detector``, ``keypoint_model``,
-``keypoint_scores``, ``keypoints_missing`` and, with ``--landmarks``, ``landmarks68``
-/ ``landmark68``. Keys neither form knows (a later tool's) are kept in ``extra`` and
+``keypoint_scores``, ``keypoints_missing``, ``phash`` and ``photo_phash`` (perceptual
+hashes of the crop and its photo, :mod:`fdf_build.dedup`) and, with ``--landmarks``,
+``landmarks68`` / ``landmark68``. Keys neither form knows (a later tool's) are kept in ``extra`` and
 written back unchanged.
 
 Usage::
@@ -180,6 +181,8 @@ class FaceRecord:
     keypoints_missing: Optional[tuple[str, ...]] = None
     landmarks68: Optional[tuple[Point, ...]] = None
     landmark68: Optional[tuple[Point, ...]] = None
+    phash: str = ""
+    photo_phash: str = ""
     #: keys of the entry that neither FDF nor this module knows, kept verbatim
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -244,6 +247,8 @@ class FaceRecord:
             keypoint_scores=None if scores is None else tuple(
                 None if np.isnan(v) else round(float(v), 4) for v in scores),
             keypoints_missing=tuple(n for n, row in zip(KEYPOINT_NAMES, c.face.keypoints) if np.isnan(row).any()),
+            phash=c.phash,
+            photo_phash=c.photo_phash,
             **landmarks68,
         )
 
@@ -299,6 +304,8 @@ class FaceRecord:
             keypoints_missing=None if missing is None else tuple(str(m) for m in missing),
             landmarks68=_points(d.get("landmarks68")),
             landmark68=_points(d.get("landmark68")),
+            phash=str(d.get("phash") or ""),
+            photo_phash=str(d.get("photo_phash") or ""),
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -332,6 +339,8 @@ class FaceRecord:
             "keypoints_missing": None if self.keypoints_missing is None else list(self.keypoints_missing),
             "landmarks68": _points_json(self.landmarks68),
             "landmark68": _points_json(self.landmark68),
+            "phash": self.phash or None,
+            "photo_phash": self.photo_phash or None,
         }
         out.update({k: v for k, v in ours.items() if v is not None})
         out.update({k: v for k, v in self.extra.items() if k not in out})

@@ -22,9 +22,10 @@ from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
+from ..dedup import MISSING, to_uint64
 from ..files import link_or_copy, replacing, scratch
 from ..records import KEYPOINT_NAMES
-from .layout import LANDMARKS68
+from .layout import LANDMARKS68, PHASH
 from .metainfo import ATTRIBUTION_FIELDS, CATEGORIES, METAINFO, FaceRecord, attribution_key, attribution_row, \
     points_array
 
@@ -32,6 +33,7 @@ ATTRIBUTION = "attribution.csv"
 _LANDMARKS = (len(KEYPOINT_NAMES), 2), np.float32
 _BOXES = (4,), np.int64
 _LANDMARKS68 = (68, 2), np.float32
+_PHASH = (2,), np.uint64  # the crop's pHash, its photo's
 
 
 def string_order(n: int) -> Iterator[int]:
@@ -65,6 +67,7 @@ class SplitWriter:
         self._entries, self._offsets = scratch(self.directory), array("q", [0])
         self._landmarks, self._boxes = scratch(self.directory), scratch(self.directory)
         self._landmarks68 = None  # made at the first face that has them: then every face writes a row
+        self._phash = None  # the same, for the perceptual hashes
         self._rows = io.TextIOWrapper(scratch(self.directory), encoding="utf-8", newline="")
         self._csv = csv.DictWriter(self._rows, fieldnames=ATTRIBUTION_FIELDS, lineterminator="\n")
         self._photo, self._row = None, None  # the photo whose faces are coming, its row (None: written already)
@@ -89,6 +92,11 @@ class SplitWriter:
             self._landmarks68.write(_row(np.nan, *_LANDMARKS68) * n)
         if self._landmarks68 is not None:
             self._landmarks68.write(_row(points_array(record.landmark68, n=68), *_LANDMARKS68))
+        if record.phash and self._phash is None:
+            self._phash = scratch(self.directory)
+            self._phash.write(_row(MISSING, *_PHASH) * n)
+        if self._phash is not None:
+            self._phash.write(_row(to_uint64([record.phash, record.photo_phash]), *_PHASH))
         self._attribute(n, record)
         self.count += 1
 
@@ -117,13 +125,15 @@ class SplitWriter:
             self._write_array("bounding_box.npy", self._boxes, *_BOXES)
             if self._landmarks68 is not None:
                 self._write_array(LANDMARKS68, self._landmarks68, *_LANDMARKS68)
+            if self._phash is not None:
+                self._write_array(PHASH, self._phash, *_PHASH)
             self._write_attribution()
         finally:
             self.discard()
 
     def discard(self) -> None:
         """Drop the scratch files without writing the split (the caller removes the folder)."""
-        for f in (self._entries, self._landmarks, self._boxes, self._landmarks68, self._rows):
+        for f in (self._entries, self._landmarks, self._boxes, self._landmarks68, self._phash, self._rows):
             if f is not None:
                 f.close()
 

@@ -24,7 +24,7 @@ import shutil
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -133,6 +133,13 @@ def completed_stats(directory: Path) -> Optional[dict]:
 def write_geometry(root: Path, geometry: CropGeometry) -> None:
     """``crop_geometry.json`` at the dataset's root: how its crops were cut (see :class:`CropGeometry`)."""
     write_json(Path(root) / GEOMETRY_FILE, geometry.to_json())
+
+
+def staged_records(shard_dirs: Iterable[Path]) -> Iterator[FaceRecord]:
+    """Every face the shards staged, in shard order, as a record (numbered and split later, by the merge)."""
+    for shard in shard_dirs:
+        for entry in read_jsonl(Path(shard) / "faces.jsonl"):
+            yield FaceRecord.from_json(None, entry)
 
 
 def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float,

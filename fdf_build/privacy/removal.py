@@ -25,7 +25,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from ..dataset.layout import LANDMARKS68, METAINFO, WORK_DIR, DatasetError, split_dirs
+from ..dataset.layout import LANDMARKS68, METAINFO, PHASH, WORK_DIR, DatasetError, split_dirs
 from ..dataset.metainfo import read_metainfo
 from ..dataset.splitwriter import write_split
 from ..dataset.writer import purge_shard, write_attributes
@@ -186,7 +186,7 @@ def _remove_locked(plan: RemovalPlan, reason: str) -> dict:
 
 
 #: Files of a split that a removal writes anew; any other plain file is carried over as it is.
-_REWRITTEN = {"images", METAINFO, "landmarks.npy", "bounding_box.npy", LANDMARKS68, "attribution.csv",
+_REWRITTEN = {"images", METAINFO, "landmarks.npy", "bounding_box.npy", LANDMARKS68, "attribution.csv", PHASH,
               "renumbering.json", "attributes", "attributes.jsonl"}
 
 
