@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from . import dedup, identity
+from .card import write_card
 from .config import BuildConfig, BuildError
 from .dataset.layout import WORK_DIR
 from .dataset.writer import ShardWriter, completed_stats, merge_shards, staged_records, write_geometry
@@ -190,6 +191,7 @@ def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Su
         write_geometry(out, config.geometry)
         index_dataset(out)
         write_json(out / "stats.json", summary.to_dict())
+        write_card(out)
     return summary
 
 

@@ -46,6 +46,7 @@ from .decode import decode_image
 from .fetch import Fetcher, FetchSettings
 from .files import appending, atomic_write, jsonl, write_json
 from .privacy import audit
+from .card import write_card
 from .privacy.index import index_dataset
 from .privacy.removal import BLOCKLIST, plan_removal, recover, remove_faces
 from .records import RunCounts, Skip, SkipReason
@@ -360,6 +361,7 @@ def _commit(root: Path, plan: dict) -> RehydrateSummary:
     index_dataset(root)
     atomic_write(root / FACES_REPORT, jsonl(plan["report"]))
     write_json(root / SUMMARY, summary.to_dict())
+    write_card(root)
     shutil.rmtree(root / STATE_DIR)
     return summary
 

@@ -1,5 +1,6 @@
 """Small FDF datasets written by the project's own writer, from a real photo, for download/privacy tests."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,3 +33,12 @@ def make_dataset(root: Path, owners: list[str], *, val_fraction: float = 0.3, fi
     writer.close()
     merge_shards([work], Path(root), val_fraction=val_fraction)
     return Path(root)
+
+
+def card_faces(root: Path) -> dict:
+    """Faces per split as the dataset card (``DATASET/README.md``, read by huggingface_hub's parser) states them."""
+    from huggingface_hub import DatasetCard
+
+    text = DatasetCard.load(Path(root) / "README.md").text
+    return {m.group(1): int(m.group(2).replace(",", ""))
+            for m in re.finditer(r"^\| (train|val) \| ([\d,]+) \|", text, flags=re.M)}

@@ -18,7 +18,7 @@ FLOORS = {
     "sources": 1, "fetch": 1, "decode": 1, "dedup": 1,
     "config": 2, "identity": 2, "models": 2,
     "models.stack": 3, "dataset": 3, "crop": 3, "facefilter": 3,
-    "privacy": 4,
+    "privacy": 4, "card": 4,
     "shard": 5,
     "distributed": 6,
     "pipeline": 7, "rehydrate": 7,

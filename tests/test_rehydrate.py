@@ -32,6 +32,7 @@ from fdf_build.rehydrate import FACES_REPORT, SUMMARY, RehydrateConfig, rehydrat
 from fdf_build.sources.metadata import format_line
 
 from .conftest import REPO
+from .datasets import card_faces
 
 SPLITS = ("train", "val")
 #: what FDF's README lists for an entry, plus user_nsid: the published form, without our static URL
@@ -182,6 +183,7 @@ def test_gone_and_blocklisted_photos_are_taken_out_as_remove_does(published, tmp
     assert summary["gone"] == sum(counts[p] for p in (placeholder, missing, gone410))
     assert summary["blocklisted"] == counts[blocked]
     assert "gone from Flickr" in result.output and "taken out" in result.output
+    assert card_faces(target) == {split: len(faces) for split, faces in expected.items()}
 
 
 def reencoded(data: bytes) -> bytes:

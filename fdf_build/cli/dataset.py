@@ -144,6 +144,7 @@ def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
 
 def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> None:
     from ..attributes import AttributeModels, OnnxAttributeModel, annotate_split
+    from ..card import write_card
     from ..dataset.layout import load_array, split_dirs
 
     splits = split_dirs(dataset)
@@ -154,6 +155,7 @@ def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> N
     totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
     with Bars(totals, default=dict(unit="face")) as bars:  # an unreadable dataset is a DatasetError: one line, exit 2
         counts = {split: annotate_split(directory, models, progress=bars) for split, directory in splits}
+    write_card(dataset)
     click.echo("attributes: " + ", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))
 
 

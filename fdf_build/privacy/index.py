@@ -32,7 +32,7 @@ from ..dataset.metainfo import CATEGORIES, FaceRecord, entry_photo_id
 from ..files import commit, temp_beside
 
 INDEX_SUFFIX = ".index"
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 
 
@@ -125,7 +125,7 @@ def index_paths(metainfo: Path) -> list[Path]:
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE faces (pos INTEGER PRIMARY KEY, image TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-                    nsid TEXT, photo_id INTEGER);
+                    nsid TEXT, photo_id INTEGER, license TEXT, license_url TEXT, detector TEXT, keypoint_model TEXT);
 """
 _INDEXES = "CREATE INDEX faces_nsid ON faces(nsid); CREATE INDEX faces_photo ON faces(photo_id);"
 #: one indexed query per lookup: SQLite answers the OR with both indexes and a union
@@ -212,8 +212,26 @@ class MetainfoIndex:
                 out.append((image, record))
         return out
 
+    def counts(self, *columns: str) -> dict[tuple, int]:
+        """Faces per distinct value of ``columns`` (``license``, ``license_url``, ``detector``, ``keypoint_model``,
+        ``nsid``...), counted by SQLite: what the dataset card reports, without parsing the metainfo."""
+        if not columns or set(columns) - _COLUMNS:
+            raise ValueError(f"unknown column among {columns}; use {sorted(_COLUMNS)}")
+        names = ", ".join(columns)
+        return {tuple(row[:-1]): row[-1] for row in
+                self.db.execute(f"SELECT {names}, COUNT(*) FROM faces GROUP BY {names} ORDER BY {names}")}
+
+    def distinct(self, column: str) -> int:
+        """How many distinct non-null values ``column`` holds (``nsid``: owners, ``photo_id``: photos)."""
+        if column not in _COLUMNS:
+            raise ValueError(f"unknown column {column!r}; use {sorted(_COLUMNS)}")
+        return self.db.execute(f"SELECT COUNT(DISTINCT {column}) FROM faces").fetchone()[0]
+
     def close(self) -> None:
         self.db.close()
+
+
+_COLUMNS = {"nsid", "photo_id", "license", "license_url", "detector", "keypoint_model"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -243,11 +261,12 @@ def _fill(db: sqlite3.Connection, metainfo: Path, stamp: dict) -> None:
             if not isinstance(entry, dict):
                 raise ValueError(f"entry {key!r} is not an object")
             nsid = entry.get("user_nsid")
-            yield position, _utf8(key), start, end, _utf8(nsid) if nsid else None, entry_photo_id(entry)
+            yield (position, _utf8(key), start, end, _utf8(nsid) if nsid else None, entry_photo_id(entry),
+                   *(_utf8(entry.get(name) or "") for name in ("license", "license_url", "detector", "keypoint_model")))
 
     try:
         with open(metainfo, "rb") as f, db:
-            db.executemany("INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?)", rows())
+            db.executemany("INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
             db.executescript(_INDEXES)
             db.executemany("INSERT INTO meta VALUES (?, ?)",
                            [("version", str(INDEX_VERSION)), ("stamp", json.dumps(stamp, sort_keys=True))])

@@ -25,6 +25,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from ..card import write_card
 from ..dataset.layout import LANDMARKS68, METAINFO, PHASH, WORK_DIR, DatasetError, split_dirs
 from ..dataset.metainfo import read_metainfo
 from ..dataset.splitwriter import write_split
@@ -148,7 +149,9 @@ def remove_faces(plan: RemovalPlan, *, reason: str = "removal request") -> dict:
         recover(dataset)
         if plan.stamps != _metainfo_stamps(dataset):
             plan = plan_removal(dataset, nsids=plan.nsids, photo_ids=plan.photo_ids)
-        return _remove_locked(plan, reason)
+        mappings = _remove_locked(plan, reason)
+        write_card(dataset)
+        return mappings
 
 
 def _remove_locked(plan: RemovalPlan, reason: str) -> dict:
