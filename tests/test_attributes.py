@@ -1,3 +1,4 @@
+import base64
 import json
 import re
 from pathlib import Path
@@ -280,18 +281,23 @@ def test_detect_attributes_equal_what_attributes_writes(tmp_path, detector):
         assert ours["faceRectangle"] == theirs["faceRectangle"] and ours["models"] == theirs["models"]
 
 
-def test_report_renders_and_references_real_images(tmp_path):
+def test_report_is_one_file_with_every_chart_and_sample_inlined(tmp_path):
     root = make_dataset(tmp_path / "ds", [f"u{i}@N00" for i in range(8)])
     CliRunner().invoke(cli, ["attributes", str(root)])
     result = CliRunner().invoke(cli, ["report", str(root), "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "report").iterdir()] == ["index.html"]
     page = (tmp_path / "report" / "index.html").read_text()
-    sources = re.findall(r'<img src="([^"]+)"', page)
-    assert {"licenses.png", "splits.png", "face_sizes.png", "faces_per_photo.png", "keypoints.png", "age.png",
-            "gender.png", "emotion.png", "smile.png", "head_pose.png", "samples.png"} == set(sources)
-    for src in sources:
-        image = cv2.imread(str(tmp_path / "report" / src))
-        assert image is not None and image.shape[0] > 100 and image.std() > 5, src
+    charts = re.findall(r'<figcaption>([^<]+)</figcaption><img src="data:image/png;base64,([^"]+)"', page)
+    assert [title for title, _ in charts] == [
+        "Faces per license", "Faces per split", "Face size in the original photo", "Faces per photo",
+        "Keypoints on the 256 x 256 crop", "Estimated age", "Gender", "Most likely emotion", "Smile", "Head pose"]
+    samples = re.findall(r'<img src="data:image/png;base64,([^"]+)" width="128"', page)
+    faces = sum(len(load_metainfo(root / split)) for split in ("train", "val"))
+    assert len(samples) == min(faces, 24) // min(faces, 8) * min(faces, 8)  # whole rows of 8
+    for data in [png for _, png in charts] + samples:
+        image = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[0] >= 128 and image.std() > 5
 
 
 def test_loader_reads_the_layout(tmp_path):

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from fdf_build.sources.synthetic import synthetic_photo
 from fdf_build.split import split_of
 
 from .conftest import DEMO_DATA
+from .browser import browser, needs_browser  # noqa: F401 (a fixture)
 from .datasets import card_faces
 
 hub = pytest.importorskip("huggingface_hub", reason="the test extra is not installed: pip install -e '.[test]'")
@@ -173,3 +175,36 @@ def test_the_card_is_read_by_the_hub_with_the_dataset_counts_and_licenses(publis
     assert card.text.count("## Contact\n\nfaces@example.org") == 1
     removed = sum(len(m) for m in meta.values()) - sum(len(m) for m in after.values())
     assert f"Removed so far: {removed} face(s)" in card.text
+
+
+@needs_browser
+def test_the_report_in_a_browser(published, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, _, dataset = published
+    groups = groups_of(dataset)
+    page = fdf_build("report", dataset, "--out", tmp_path / "report").stdout.split("report: ", 1)[1].strip()
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["index.html"]  # one self-contained file
+    browser.set_window_size(1280, 900)
+    browser.get(Path(page).resolve().as_uri())
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
+    assert browser.title == f"{dataset.name}: dataset report" and str(dataset.parent) not in browser.page_source
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert images and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    meta = {split: read_metainfo(dataset / split) for split in ("train", "val")}
+    first = browser.find_element(By.CSS_SELECTOR, ".stat b").text
+    assert first == f"{sum(len(m) for m in meta.values()):,}"  # the card's numbers on top
+    # charts side by side, each wide enough to read
+    charts = [c.rect for c in browser.find_elements(By.CSS_SELECTOR, ".charts figure")]
+    assert len(charts) >= 5 and all(c["width"] >= 400 for c in charts) and len({c["y"] for c in charts}) < len(charts)
+    # every duplicate group shown with both faces, which sit in both splits
+    shown = browser.find_elements(By.CSS_SELECTOR, ".group")
+    assert len(shown) == len(groups) and all(len(g.find_elements(By.TAG_NAME, "img")) == 2 for g in shown)
+    # the sample grid: whole rows, no empty cell
+    tiles = [t.rect for t in browser.find_elements(By.CSS_SELECTOR, ".samples figure")]
+    rows = Counter(t["y"] for t in tiles)
+    assert tiles and len(set(rows.values())) == 1
+    browser.set_window_size(1280, browser.execute_script("return document.body.scrollHeight") + 100)
+    assert browser.save_screenshot(str(tmp_path / "report.png"))

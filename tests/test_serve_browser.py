@@ -2,7 +2,6 @@
 offline demo's dataset. Skips, saying why, where no browser is installed; .ci/run installs one."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -16,15 +15,14 @@ from .conftest import REPO
 from .serving import ServerThread
 
 serve = pytest.importorskip("fdf_build.privacy.serve", reason="the serve extra is not installed: pip install -e '.[serve]'")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="no browser: apt-get install chromium chromium-driver (as .ci/run does)")
+from .browser import browser, needs_browser  # noqa: E402,F401 (a fixture)
+
+pytestmark = needs_browser
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +32,6 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     run_demo(out)
     return out
-
-
-@pytest.fixture
-def browser():
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def search_username(path, *args) -> list:

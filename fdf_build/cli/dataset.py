@@ -203,9 +203,10 @@ def duplicates(dataset: Path, as_json: bool, threshold: Optional[int]) -> None:
 @click.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True,
-              help="Directory for index.html and its PNG plots.")
+              help="Directory for index.html (one self-contained file: charts and thumbnails inlined).")
 def report(dataset: Path, out: Path) -> None:
-    """Write an HTML report of DATASET: licenses, splits, face sizes, faces per photo, keypoints, head pose, samples."""
+    """Write an HTML report of DATASET to publish beside it: the card's numbers, split and license tables, charts
+    (licenses, splits, face sizes, faces per photo, keypoints, attributes), near-duplicate groups, sample crops."""
     from ..report import make_report
 
     try:
