@@ -73,8 +73,10 @@ def facts(dataset: Path) -> dict:
     state = _read_json(dataset / WORK_DIR / "build.json")
     build = state.get("config") and {**state["config"], "crawl_date": state.get("crawl_date")}
     stats = _read_json(dataset / "stats.json")
-    ledger = dataset / "removed.jsonl"
-    removed = sum(1 for line in open(ledger, encoding="utf-8") if line.strip()) if ledger.is_file() else 0
+    ledger, removed = dataset / "removed.jsonl", 0
+    if ledger.is_file():
+        with open(ledger, encoding="utf-8") as lines:
+            removed = sum(1 for line in lines if line.strip())
     return {"name": dataset.resolve().name, "splits": splits, "licenses": licenses, "models": models,
             "build": build, "stats": stats, "removed": removed,
             "total": {k: sum(s[k] for s in splits.values()) for k in ("faces", "photos", "owners")}}

@@ -13,6 +13,7 @@ from fdf_build.demo import DEMO_VAL_OWNERS, demo_metadata, demo_photos
 from fdf_build.split import split_of
 
 from .conftest import REPO
+from .datasets import card_faces
 from .demo_faces import UNANNOTATED_DETECTIONS, VAL_PHOTOS, demo_annotations, iou
 
 #: the license demo.py gives each photo's record, written down: every face must carry its own photo's
@@ -50,6 +51,20 @@ def test_demo_writes_faces_to_both_splits_by_author(demo):
     kept = re.search(r"(\d+) kept: (\d+) train, (\d+) val", output)
     assert kept and tuple(map(int, kept.groups())) == (len(meta["train"]) + len(meta["val"]), len(meta["train"]),
                                                         len(meta["val"]))
+
+
+def test_the_demo_writes_a_dataset_card_the_hub_reads(demo):
+    hub = pytest.importorskip("huggingface_hub", reason="the test extra is not installed: pip install -e '.[test]'")
+    out, _ = demo
+    meta = {split: json.loads((out / split / "fdf_metainfo.json").read_text()) for split in ("train", "val")}
+    card = hub.DatasetCard.load(out / "README.md")
+    # the Hub's identifiers of the demo's licenses, written down; CC BY-SA 2.0 has none: "other", named
+    hub_ids = {"by": "cc-by-2.0", "by-sa": "other", "by-nc": "cc-by-nc-2.0", "by-nc-sa": "cc-by-nc-sa-2.0"}
+    titles = {m["photo_title"] for faces in meta.values() for m in faces.values()}
+    codes = {code for name, code in DEMO_LICENSE.items() if name.rsplit(".", 1)[0].replace("_", " ") in titles}
+    assert sorted(card.data.license) == sorted({hub_ids[c] for c in codes})
+    assert card.data.size_categories == ["n<1K"]
+    assert card_faces(out) == {split: len(faces) for split, faces in meta.items()}
 
 
 def test_readme_quotes_the_summary_the_demo_prints(demo):
