@@ -29,11 +29,11 @@ from .files import write_json
 from .models.stack import check_models, weights_files
 from .privacy.index import index_dataset
 from .privacy.removal import dataset_lock, recover, removals
-from .records import Malformed, Photo, RunCounts, SkipReason
+from .records import Photo, RunCounts, SkipReason
 from .shard import Progress, Stages, run_shard, run_shards_locally
-from .sources import metadata
 from .sources.filters import Blocklist, Eligibility, resolve_licenses
-from .sources.scan import ScanSummary
+from .sources.scan import Eligible, Scanner, ScanSummary
+from .sources.stream import MetadataError, line_blocks
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +54,29 @@ class Summary(RunCounts):
 
 
 def select(config: BuildConfig, summary: ScanSummary, progress: Progress,
-           blocklist: Optional[Blocklist] = None) -> Iterator[Photo]:
-    """Eligible photos in file order, at most ``config.limit``; ``summary`` counts everything read.
+           blocklist: Optional[Blocklist] = None) -> Iterator[Eligible]:
+    """Eligible lines in file order, at most ``config.limit``; ``summary`` counts everything read.
+
+    Each is decoded into its :class:`Photo` only if its shard is built (:meth:`Eligible.photo`).
 
     ``blocklist``: the one a resumed build started with, if not ``config.blocklist`` (see :func:`_prepare_work_dir`).
     """
     eligibility = Eligibility(resolve_licenses(config.licenses),
                               Blocklist.from_file(config.blocklist) if blocklist is None else blocklist)
-    taken = 0
-    with metadata.open_metadata(config.metadata, on_bytes=lambda n: progress("bytes", n)) as lines:
-        for item in metadata.read_photos(lines):
-            if config.limit is not None and taken >= config.limit:
-                return
-            reason = None if isinstance(item, Malformed) else eligibility(item)
-            summary.add(item, reason)
-            if isinstance(item, Photo) and reason is None:
-                taken += 1
-                yield item
+    scanner, taken = Scanner(eligibility, summary), 0
+    if config.limit == 0:
+        return
+    try:
+        with line_blocks(config.metadata, on_bytes=lambda n: progress("bytes", n)) as blocks:
+            for block in blocks:
+                eligible = scanner.count(block, None if config.limit is None else config.limit - taken)
+                yield from eligible
+                taken += len(eligible)
+                if taken == config.limit:
+                    return
+    except MetadataError as e:
+        e.summary = summary
+        raise
 
 
 def _prepare_work_dir(config: BuildConfig) -> tuple[Path, str, Blocklist]:
@@ -115,7 +121,7 @@ def discard_work(out: Path) -> None:
     shutil.rmtree(Path(out) / WORK_DIR, ignore_errors=True)
 
 
-def _chunks(items: Iterator[Photo], size: int) -> Iterator[list[Photo]]:
+def _chunks(items: Iterator[Eligible], size: int) -> Iterator[list[Eligible]]:
     while chunk := list(itertools.islice(items, size)):
         yield chunk
 
@@ -136,11 +142,12 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
     def pending() -> Iterator[tuple[list[Photo], Path]]:
         """Shards still to build, in order; completed ones are counted and skipped on the way."""
         chunks = _chunks(select(config, scan_summary, progress, started_with), config.shard_size)
-        for number, photos in enumerate(chunks):
+        for number, lines in enumerate(chunks):
             shard_dir = work / f"shard_{number:05d}"
             shard_dirs.append(shard_dir)
             stats = completed_stats(shard_dir)
             if stats is None:
+                photos = [line.photo() for line in lines]
                 allowed = [p for p in photos if p not in not_fetched]
                 if len(allowed) < len(photos):
                     summary.skipped[SkipReason.BLOCKLISTED.value] += len(photos) - len(allowed)
@@ -149,7 +156,7 @@ def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summa
             else:
                 summary.shards["resumed"] += 1
                 summary.add_shard(stats)
-                progress("photos", len(photos))
+                progress("photos", len(lines))
 
     if config.executor == "ray":
         from .distributed import run_shards_ray as run_shards

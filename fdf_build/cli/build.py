@@ -12,7 +12,9 @@ from ..config import DEFAULT_KEYPOINTS, DETECTORS, KEYPOINT_MODELS, BuildConfig
 from ..decode import DEFAULT_MAX_PIXELS
 from ..sources import metadata
 from ..sources.filters import Eligibility
-from ..sources.scan import scan as scan_metadata
+from ..sources.scan import ScanSummary, scan_file
+from ..sources.stream import MetadataError
+from . import InputError
 from .dataset import annotate_dataset
 from .options import Bars, build_options, echo_counter, eligibility_options, politeness_options, reference_options
 
@@ -34,10 +36,18 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
     if file != "-" and not Path(file).is_file():
         raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
     eligibility = Eligibility.from_options(licenses, blocklist)
+    summary, stopped = ScanSummary(), None
     with Bars({"bytes": metadata.source_size(file)}) as bars:
-        with metadata.open_metadata(file, on_bytes=lambda n: bars("bytes", n)) as lines:
-            summary = scan_metadata(metadata.read_photos(lines), eligibility)
-    result = summary.to_dict()
+        try:
+            scan_file(file, eligibility, summary, on_bytes=lambda n: bars("bytes", n))
+        except MetadataError as e:  # what was read is still worth saying
+            stopped = e
+    _echo_scan(summary.to_dict(), as_json)
+    if stopped:
+        raise InputError(str(stopped))
+
+
+def _echo_scan(result: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -105,6 +115,10 @@ def _run_and_report(job, out: Path) -> None:
     try:
         with Bars() as bars:
             summary = job(bars)
+    except MetadataError as e:
+        if e.summary is not None:
+            echo_selection(e.summary.to_dict())
+        raise InputError(str(e)) from None
     except (BuildError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     except (OSError, MemoryError) as e:  # outside the photos' stages: while merging, say
@@ -114,12 +128,15 @@ def _run_and_report(job, out: Path) -> None:
     echo_build_summary(summary.to_dict(), out)
 
 
-def echo_build_summary(summary: dict, out: Path) -> None:
-    sel, photos, faces = summary["selection"], summary["photos"], summary["faces"]
-    skipped = summary["skipped"]
+def echo_selection(sel: dict) -> None:
     click.echo(f"metadata: {sel['lines']:,} lines, {sel['malformed']:,} malformed, {sel['eligible']:,} eligible photos")
     if sel["rejected"]:
         echo_counter("not eligible", sel["rejected"], "  ")
+
+
+def echo_build_summary(summary: dict, out: Path) -> None:
+    photos, faces, skipped = summary["photos"], summary["faces"], summary["skipped"]
+    echo_selection(summary["selection"])
     click.echo(
         f"photos: {photos.get('tried', 0):,} tried, {photos.get('fetched', 0):,} fetched, "
         f"{skipped.get('photo_removed', 0):,} removed from Flickr, {skipped.get('no_face', 0):,} without faces"

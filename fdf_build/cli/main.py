@@ -13,14 +13,16 @@ from .search import search_command
 
 
 class Commands(click.Group):
-    """``fdf-build``'s group: a dataset any command cannot read is reported the same way, by every command."""
+    """``fdf-build``'s group: a dataset or metadata file any command cannot read is reported the same way, by every
+    command."""
 
     def invoke(self, ctx):
         from ..dataset.layout import DatasetError
+        from ..sources.stream import MetadataError
 
         try:
             return super().invoke(ctx)
-        except DatasetError as e:
+        except (DatasetError, MetadataError) as e:
             raise InputError(str(e)) from None
 
 

@@ -1,25 +1,23 @@
 """Source reading: stream YFCC100M metadata lines into :class:`~fdf_build.records.Photo` records.
 
 The real ``yfcc100m_dataset`` file has ~100M lines (49 GB uncompressed), so
-everything here is a generator over a stream: memory does not depend on the
-file's length. Compression is detected from the first bytes, not the file
-name, so ``-`` (stdin) works compressed or not.
+everything here is a generator over a stream (:mod:`.stream`): memory does not
+depend on the file's length.
 """
 
 from __future__ import annotations
 
-import bz2
 import functools
-import gzip
-import io
+import itertools
 import os
-import sys
+import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 from urllib.parse import quote_plus, unquote, urlsplit
 
 from ..records import Malformed, Photo
+from .stream import line_blocks
 
 #: Column names of the 25-column release, in file order.
 COLUMNS = (
@@ -57,28 +55,6 @@ _TAG_COLUMNS = frozenset({"user_tags", "machine_tags"})
 #: Flickr size suffixes that can be rebuilt from farm/server/id/secret (long side in px).
 FLICKR_SIZES = {"z": 640, "c": 800, "b": 1024, "o": None}
 
-_MAGIC_OPENERS: dict[bytes, Callable[[BinaryIO], BinaryIO]] = {
-    b"BZh": lambda f: bz2.BZ2File(f),
-    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f),
-}
-
-
-class _CountingReader(io.RawIOBase):
-    """Reports how many raw (possibly compressed) bytes were consumed, for a bytes progress bar."""
-
-    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None]):
-        self._raw = raw
-        self._on_bytes = on_bytes
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self._raw.readinto(buffer)
-        if n:
-            self._on_bytes(n)
-        return n
-
 
 def source_size(path: Union[str, Path]) -> Optional[int]:
     """Size in bytes of a metadata source, or None for stdin (unknown length)."""
@@ -86,29 +62,11 @@ def source_size(path: Union[str, Path]) -> Optional[int]:
 
 
 @contextmanager
-def open_metadata(
-    path: Union[str, Path], *, on_bytes: Optional[Callable[[int], None]] = None
-) -> Iterator[io.TextIOBase]:
-    """Open a plain, bz2 or gzip metadata file (or ``-`` for stdin) as text lines.
-
-    Undecodable bytes become U+FFFD rather than aborting a days-long scan.
-    """
-    raw: BinaryIO = sys.stdin.buffer if str(path) == "-" else open(path, "rb")
-    try:
-        stream: BinaryIO = raw
-        if on_bytes is not None:
-            stream = io.BufferedReader(_CountingReader(raw, on_bytes), buffer_size=1 << 20)
-        elif not isinstance(raw, io.BufferedReader):
-            stream = io.BufferedReader(raw)
-        head = stream.peek(3)[:3]
-        for magic, opener in _MAGIC_OPENERS.items():
-            if head.startswith(magic):
-                stream = opener(stream)
-                break
-        yield io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="\n")
-    finally:
-        if raw is not sys.stdin.buffer:
-            raw.close()
+def open_metadata(path: Union[str, Path], *, on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[Iterator[str]]:
+    """The lines of a plain, bz2 or gzip metadata file (or ``-`` for stdin), without their newline;
+    see :func:`~fdf_build.sources.stream.line_blocks`."""
+    with line_blocks(path, on_bytes=on_bytes) as blocks:
+        yield itertools.chain.from_iterable(blocks)
 
 
 def _unquote(value: str) -> str:
@@ -122,34 +80,55 @@ def _unquote(value: str) -> str:
 _unquote_tag = functools.lru_cache(maxsize=1 << 16)(_unquote)
 
 
-def _decode_tags(value: str) -> tuple[str, ...]:
+def decode_tags(value: str) -> tuple[str, ...]:
     return tuple(_unquote_tag(t) for t in value.split(",") if t)
 
 
-def parse_line(line: str, physical_index: int) -> Union[Photo, Malformed]:
-    """Parse one tab-separated line.
+#: SQLite's INTEGER, what the search index stores ids in: a longer id is a malformed line, not an overflow later
+INT64 = range(-(1 << 63), 1 << 63)
+_DIGITS = re.compile(r"\s*[+-]?\d+\s*")
 
-    ``physical_index`` (0-based) numbers Webscope lines, which carry no line
-    number of their own. A :class:`Malformed` result names the 1-based line of
-    the file (what ``sed -n Np`` prints), whatever the line's own columns say.
-    """
-    cols = line.rstrip("\r\n").split("\t")
+
+def _integer(text: str, what: str) -> Union[int, str]:
+    """``int(text)``, or why the line is malformed."""
+    try:
+        value = int(text)
+    except ValueError:
+        if not _DIGITS.fullmatch(text):
+            return f"non-numeric {what} {_shown(text)}"
+        value = None  # more digits than int() takes
+    if value is None or value not in INT64:
+        return f"{what} {_shown(text)} does not fit in 64 bits"
+    return value
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}...({len(text):,} characters)"
+
+
+def check_columns(cols: list[str], physical_index: int) -> Union[tuple[int, int, int], Malformed]:
+    """The rules every line must pass: 25 columns (or the 23 of the Webscope release, which ``cols`` is filled
+    out from: no hash, ``physical_index`` as its line number), integer line number and photo id within 64
+    bits, marker 0 or 1. Returns (line number, photo id, marker) or why the line is malformed."""
     if len(cols) == len(WEBSCOPE_COLUMNS):
         cols[1:1] = [""]  # no photo hash
         cols.insert(0, str(physical_index))
     elif len(cols) != len(COLUMNS):
         return Malformed(physical_index + 1, f"expected {len(COLUMNS)} columns, got {len(cols)}")
-    try:
-        line_number = int(cols[0])
-    except ValueError:
-        return Malformed(physical_index + 1, f"non-numeric line number {cols[0]!r}")
-    try:
-        photo_id = int(cols[1])
-    except ValueError:
-        return Malformed(physical_index + 1, f"non-numeric photo id {cols[1]!r}")
+    line_number = _integer(cols[0], "line number")
+    if isinstance(line_number, str):
+        return Malformed(physical_index + 1, line_number)
+    photo_id = _integer(cols[1], "photo id")
+    if isinstance(photo_id, str):
+        return Malformed(physical_index + 1, photo_id)
     marker = cols[24]
     if marker not in ("0", "1"):
-        return Malformed(physical_index + 1, f"marker must be 0 or 1, got {marker!r}")
+        return Malformed(physical_index + 1, f"marker must be 0 or 1, got {_shown(marker)}")
+    return line_number, photo_id, 1 if marker == "1" else 0
+
+
+def photo_from_columns(cols: list[str], line_number: int, photo_id: int, marker: int) -> Photo:
+    """The :class:`Photo` of a line's columns once :func:`check_columns` passed them."""
     return Photo(
         line_number,
         photo_id,
@@ -161,11 +140,23 @@ def parse_line(line: str, physical_index: int) -> Union[Photo, Malformed]:
         _unquote(cols[7]),
         _unquote(cols[8]),
         _unquote(cols[9]),
-        _decode_tags(cols[10]),
-        _decode_tags(cols[11]),
+        decode_tags(cols[10]),
+        decode_tags(cols[11]),
         *cols[12:24],
-        1 if marker == "1" else 0,
+        marker,
     )
+
+
+def parse_line(line: str, physical_index: int) -> Union[Photo, Malformed]:
+    """Parse one tab-separated line.
+
+    ``physical_index`` (0-based) numbers Webscope lines, which carry no line
+    number of their own. A :class:`Malformed` result names the 1-based line of
+    the file (what ``sed -n Np`` prints), whatever the line's own columns say.
+    """
+    cols = line.rstrip("\r\n").split("\t")
+    checked = check_columns(cols, physical_index)
+    return checked if isinstance(checked, Malformed) else photo_from_columns(cols, *checked)
 
 
 def read_photos(lines: Iterable[str]) -> Iterator[Union[Photo, Malformed]]:
