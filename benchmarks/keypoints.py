@@ -27,7 +27,7 @@ import numpy as np
 
 from fdf_build.geometry import box_iou
 from fdf_build.models.faces import RetinaFaceDetector
-from fdf_build.models.pose import MediaPipePose, MoveNetMultiPose, PoseCascade
+from fdf_build.models.pose import BlazePoseFull, MoveNetMultiPose, PoseCascade
 from fdf_build.sources.filters import face_large_enough
 
 OLD_VISIBILITY = 0.5
@@ -84,7 +84,7 @@ def main() -> None:
                  and min(f["box"][2] - f["box"][0], f["box"][3] - f["box"][1]) >= args.min_face]
         images.append((cv2.cvtColor(cv2.imread(str(folder / a["file"])), cv2.COLOR_BGR2RGB), truth))
     print(f"{len(images)} photos, {sum(len(t) for _, t in images)} annotated faces >= {args.min_face} px")
-    blaze, movenet = MediaPipePose(), MoveNetMultiPose()
+    blaze, movenet = BlazePoseFull(), MoveNetMultiPose()
     old, new = "old: BlazePose, visibility >= 0.5", "new: BlazePose, then MoveNet for its misses"
     configs = [
         (old, blaze, True),

