@@ -225,7 +225,10 @@ def test_face_alignment_landmarks_are_face_alignments_own(fan, monkeypatch):
     # the face, with fractional coordinates, and a box crossing the photo's edge
     boxes = [np.array([130.3, 40.7, 270.1, 228.9], np.float32), np.array([-20, 300, 90, 420], np.float32)]
     ours = fan.landmarks_batch(PHOTOS[0], boxes)
-    theirs = np.stack(upstream.get_landmarks_from_image(PHOTOS[0], detected_faces=boxes))
+    # the same boxes as float64: under numpy 2 upstream's own arithmetic keeps a float32 box's scale float32, which
+    # torch refuses (its detectors give float64 boxes)
+    wide = [b.astype(np.float64) for b in boxes]
+    theirs = np.stack(upstream.get_landmarks_from_image(PHOTOS[0], detected_faces=wide))
     np.testing.assert_allclose(ours, theirs, atol=1e-3)
     assert len({tuple(p) for p in ours.reshape(-1, 2)}) > 10  # random weights, yet landmarks that differ
 
