@@ -51,8 +51,8 @@ def near_pairs(hashes: NDArray[np.uint64], threshold: int = THRESHOLD, *,
                progress: Optional[Callable[[int], None]] = None) -> Iterable[tuple[int, int]]:
     """Every pair ``i < j`` of hashes at most ``threshold`` bits apart; MISSING hashes pair with nothing.
 
-    Exact, by brute force in blocks of rows (memory stays at ~32 MB): about 6 ns a pair on one core,
-    so ~3 minutes for FDF256's 250k faces (benchmarks/dedup.py). ``progress(rows)`` is called per block.
+    Exact, by brute force in blocks of rows (memory stays at ~32 MB): 11-26 ns a pair on one core of a shared
+    machine, minutes for FDF256's 250k faces (benchmarks/dedup.py). ``progress(rows)`` is called per block.
     """
     hashes = np.asarray(hashes, dtype=np.uint64)
     present = np.flatnonzero(hashes != MISSING)

@@ -62,12 +62,12 @@ def test_groups_follow_the_threshold_and_chain():
 
 def test_near_pairs_equal_a_plain_pairwise_check_across_blocks():
     rng = np.random.default_rng(7)
-    hashes = rng.integers(1, 2**63, 3000, dtype=np.int64).astype(np.uint64)  # 3 blocks of rows
-    planted = [(5, 2999), (1500, 1501), (1397, 1398), (0, 2000)]
+    hashes = rng.integers(1, 2**63, 2100, dtype=np.int64).astype(np.uint64)  # 2 blocks of rows: 1997 and 103
+    planted = [(5, 2099), (1000, 1001), (1996, 1997), (0, 2000)]
     for i, j in planted:
         hashes[j] = flipped(int(hashes[i]), range(0, 2 * (j % 5) + 1))
     expected = {(i, j) for i, j in itertools.combinations(range(len(hashes)), 2)
-                if bin(int(hashes[i]) ^ int(hashes[j])).count("1") <= dedup.THRESHOLD}
+                if (int(hashes[i]) ^ int(hashes[j])).bit_count() <= dedup.THRESHOLD}
     assert set(planted) <= expected
     assert set(dedup.near_pairs(hashes)) == expected
 

@@ -129,6 +129,14 @@ def test_copies_under_other_owners_are_found_across_splits(published):
     assert [f"{h:016x}" for h in hashes[:, 0]] == [meta[str(n)].phash for n in range(len(meta))]
 
 
+def test_a_copy_without_phash_npy_has_its_images_hashed_to_the_same_groups(published, tmp_path):
+    _, _, built = published
+    dataset = copy_of(built, tmp_path / "published_copy")
+    for split in ("train", "val"):
+        (dataset / split / "phash.npy").unlink()  # as in a published FDF256 copy
+    assert groups_of(dataset) == groups_of(built) != []
+
+
 def test_dedup_keeps_the_earliest_upload_of_each_group_in_one_split(published, tmp_path):
     tsv, records, built = published
     groups = groups_of(built)
