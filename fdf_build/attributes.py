@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .dataset.metainfo import FaceRecord
+from .errors import BadInput
 from .models.attributes import MESH_DLIB5, AgeGender, Emotion, head_pose, model_versions
 from .models.facemesh import FaceMesh, face_oval
 
@@ -188,13 +189,20 @@ class OnnxAttributeModel:
 
         self.name = f"user model {Path(path).name}"
         if not Path(path).is_file():
-            raise FileNotFoundError(f"attribute model {path} not found")
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        shape = self.session.get_inputs()[0].shape
-        self.size = tuple(d if isinstance(d, int) else 224 for d in shape[2:4])
-        self.input = self.session.get_inputs()[0].name
+            raise BadInput(f"{path}: no such attribute model")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own types (InvalidProtobuf, InvalidGraph, Fail...) derive from no other
+            raise BadInput(f"{path}: not an ONNX model onnxruntime can load ({type(e).__name__})") from None
+        inputs = self.session.get_inputs()
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.fields = [o for o in self.outputs if o in self.FIELDS]
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or not self.fields:
+            raise BadInput(f"{path}: not an attribute model: it needs one NCHW image input and outputs named "
+                           f"after fields ({', '.join(self.FIELDS)}); it has inputs {[i.name for i in inputs]}, "
+                           f"outputs {self.outputs}")
+        self.size = tuple(d if isinstance(d, int) else 224 for d in inputs[0].shape[2:4])
+        self.input = inputs[0].name
 
     def __call__(self, image: NDArray[np.uint8]) -> dict:
         x = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from .decode import DEFAULT_MAX_PIXELS
+from .errors import BadInput, Stopped
 from .fetch import FetchSettings
 from .geometry import FDF256_EXPAND, KEYPOINTS_OUTSIDE, CropGeometry
 from .sources.filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
@@ -35,7 +36,7 @@ NOT_OUTPUT = ("out", "workers", "per_host", "timeout", "retries", "max_retry_aft
               "batch_size", "blocklist", "dedup")
 
 
-class BuildError(Exception):
+class BuildError(Stopped):
     """A user-facing problem that stops a build before it starts (the CLI prints it as one line)."""
 
 
@@ -103,7 +104,7 @@ class BuildConfig(FetchSettings):
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise BadInput(message)
         unknown = [code for code in self.licenses if code not in LICENSES and "/" not in code]
         if unknown:
             resolve_licenses(unknown)  # raises with the list of valid codes

@@ -5,14 +5,16 @@ that serves the bundled photos under Flickr-style paths (and one removed
 photo that redirects to the "photo unavailable" placeholder), writes a
 matching ``DIR/demo_yfcc100m.tsv`` (with a video, a NoDerivs photo and a
 ``no_cv`` photo that the filters must drop), and runs the real build on it.
-Two of the photos' owners hash into val, so both splits get faces.
+Two of the photos' owners hash into val, so both splits get faces. With
+``--serve`` the server stays up, so every command that fetches can be tried on it.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 from urllib.parse import urlsplit
 
 from .config import BuildConfig
@@ -64,13 +66,25 @@ def demo_metadata(photos: dict[str, bytes]) -> tuple[list[Photo], dict[str, obje
     return records, routes
 
 
-def run_demo(out: Path, *, progress: Optional[Progress] = None, **overrides) -> tuple[Summary, Path]:
+@contextmanager
+def demo_server(out: Path, *, port: int = 0, max_seconds: Optional[float] = 600.0) -> Iterator[tuple[str, Path]]:
+    """Serve the bundled photos on 127.0.0.1 and write ``OUT/demo_yfcc100m.tsv`` describing them; yields
+    (the server's URL, the metadata file) while the server is up."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records, routes = demo_metadata(demo_photos())
     tsv = out / "demo_yfcc100m.tsv"
     atomic_write(tsv, "".join(format_line(p) + "\n" for p in records))
-    with LocalServer(routes) as server:
-        config = BuildConfig(metadata=str(tsv), out=out, base_url=server.url, **overrides)
-        return run_build(config, progress), tsv
+    with LocalServer(routes, port=port, max_seconds=max_seconds) as server:
+        yield server.url, tsv
+
+
+def build_demo(out: Path, url: str, tsv: Path, *, progress: Optional[Progress] = None, **overrides) -> Summary:
+    """The real build of the demo's metadata file, fetching from the demo server at ``url``."""
+    return run_build(BuildConfig(metadata=str(tsv), out=Path(out), base_url=url, **overrides), progress)
+
+
+def run_demo(out: Path, *, progress: Optional[Progress] = None, **overrides) -> tuple[Summary, Path]:
+    with demo_server(out) as (url, tsv):
+        return build_demo(out, url, tsv, progress=progress, **overrides), tsv
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .config import BuildConfig
+from .config import BuildConfig, BuildError
 from .sources.metadata import format_line, parse_line
 
 #: shards queued per actor beyond the one it is working on: enough to keep actors busy, bounded for memory
@@ -39,7 +39,7 @@ def run_shards_ray(config: BuildConfig, jobs: Iterable, crawl_date: str, progres
         import ray
         from ray.util import ActorPool
     except ImportError:
-        raise ValueError("--executor ray needs Ray: pip install 'fdf_build[ray]'") from None
+        raise BuildError("--executor ray needs Ray: pip install 'fdf_build[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here and config.ray_address:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
@@ -51,7 +51,7 @@ def run_shards_ray(config: BuildConfig, jobs: Iterable, crawl_date: str, progres
             # reference backends on GPUs: one actor per GPU, each batching its shards' photos
             actor, count = ray.remote(num_cpus=1, num_gpus=1)(ShardActor), int(resources.get("GPU", 0))
             if not count:
-                raise ValueError("--device cuda with --executor ray: the Ray cluster has no GPU")
+                raise BuildError("--device cuda with --executor ray: the Ray cluster has no GPU")
         else:
             actor, count = ray.remote(num_cpus=1)(ShardActor), int(resources.get("CPU", 1))
         actors = [actor.remote(config) for _ in range(max(1, count))]

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from .errors import BadInput
 from .records import Skip, SkipReason
 
 log = logging.getLogger(__name__)
@@ -332,7 +333,7 @@ class FetchSettings:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise BadInput(message)
 
     def fetcher(self) -> Fetcher:
         """The fetch stage with these timeouts, retries, per-host cap, rate and retry budget."""

@@ -6,8 +6,11 @@ Stdlib only, like everything ``search_username.py`` imports: it must start witho
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional
+from pathlib import Path
+from typing import Iterable, Optional, Union
 from urllib.parse import urlsplit
+
+from .errors import BadInput
 
 _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 _STATIC = re.compile(r"/(\d+)_[0-9a-f]+(?:_[a-z0-9]+)?\.[a-z]+$", re.I)
@@ -46,13 +49,31 @@ def page_url(user: str, photo_id: int) -> str:
     return f"http://www.flickr.com/photos/{user}/{photo_id}/"
 
 
+def canonical_nsid(nsid: str) -> str:
+    """An owner's NSID as Flickr writes it (``12345678@N00``), however it was typed (``12345678@n00``): the form
+    every comparison uses (search, removal, blocklists), so a lower-case ``@n`` never lets a face through."""
+    number, at, suffix = nsid.strip().rpartition("@")
+    return f"{number}@{suffix.upper()}" if at else nsid.strip()
+
+
 def parse_ids(lines: Iterable[str]) -> tuple[set[str], set[int]]:
-    """(NSIDs, photo ids) of a blocklist-style file: one a line, ``#`` comments, all-digit entries are photo ids."""
+    """(NSIDs, photo ids) of a blocklist-style file: one a line, ``#`` comments, all-digit entries are photo ids.
+
+    NSIDs come back in :func:`canonical_nsid` form."""
     nsids, photo_ids = set(), set()
     for line in lines:
         entry = line.split("#", 1)[0].strip()
         if entry.isdigit():
             photo_ids.add(int(entry))
         elif entry:
-            nsids.add(entry)
+            nsids.add(canonical_nsid(entry))
     return nsids, photo_ids
+
+
+def read_ids(path: Union[str, Path]) -> tuple[set[str], set[int]]:
+    """:func:`parse_ids` of a file (a blocklist, ``--nsid-file``); one that is not UTF-8 text is bad input."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_ids(f)
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{path}: not a text file of NSIDs and photo ids (byte {e.start} is not UTF-8)") from None

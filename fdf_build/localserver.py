@@ -4,8 +4,9 @@ It serves in-memory bodies under any paths (Flickr-style ones for the demo),
 answers HTTP Range and HEAD requests, and can misbehave on purpose, per path and in
 order: drop the connection, answer 5xx, 429 with ``Retry-After``, stall, send
 a truncated body, or redirect to Flickr's "photo unavailable" placeholder.
-It binds to loopback only, on a free port, handles a bounded number of
-requests and stops by itself after ``max_seconds`` even if nobody stops it.
+It binds to loopback only, on a free port (or ``port``), handles a bounded number
+of requests and stops by itself after ``max_seconds`` even if nobody stops it
+(``None``: only when stopped, for ``fdf-build demo --serve``).
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ class LocalServer:
     routes: dict[str, Union[bytes, Redirect]]
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     latency: float = 0.0
-    max_seconds: float = 600.0
+    max_seconds: Optional[float] = 600.0
     max_requests: int = 100_000
     ignore_range: bool = False
+    port: int = 0
 
     def __post_init__(self):
         self.requests: list[tuple[str, float]] = []
@@ -85,16 +87,19 @@ class LocalServer:
         return f"http://{host}:{port}"
 
     def __enter__(self) -> "LocalServer":
-        server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        server = _QuietServer(("127.0.0.1", self.port), _handler_for(self))
         self._server = server
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self._timer = threading.Timer(self.max_seconds, server.shutdown)
-        self._timer.daemon = True
-        self._timer.start()
+        self._timer = None
+        if self.max_seconds is not None:
+            self._timer = threading.Timer(self.max_seconds, server.shutdown)
+            self._timer.daemon = True
+            self._timer.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         self._server.shutdown()
         self._server.server_close()
 

@@ -25,6 +25,7 @@ from .card import write_card
 from .config import BuildConfig, BuildError
 from .dataset.layout import WORK_DIR
 from .dataset.writer import ShardWriter, completed_stats, merge_shards, staged_records, write_geometry
+from .errors import BadInput
 from .files import write_json
 from .models.stack import check_models, weights_files
 from .privacy.index import index_dataset
@@ -232,8 +233,9 @@ def load_saved_config(out: Path, **overrides) -> BuildConfig:
     """The settings a build in ``out`` was made with (``OUT/.work/build.json``), with network overrides."""
     state = Path(out) / WORK_DIR / "build.json"
     if not state.is_file():
-        raise BuildError(f"{out} holds no build (no {state})")
+        raise BadInput(f"{out} holds no build (no {state})")
     data = json.loads(state.read_text())["config"]
+    data["out"] = str(out)  # where the build is now: it may have been moved or copied since
     data.update({k: v for k, v in overrides.items() if v is not None})
     return BuildConfig.from_json(data)
 

@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
 from .dataset.archive import image_md5s, md5_file
-from .dataset.layout import IMAGE_MD5S, load_metainfo, split_dirs, verify_dataset
+from .dataset.layout import IMAGE_MD5S, dataset_splits, load_metainfo, split_dirs, verify_dataset
 from .dataset.published import (Geometry, PhotoJob, PublishedFace, RehydrateError, find_in_yfcc, group_by_photo,
                                 load_geometry, published_faces)
 from .dataset.writer import encode_png
@@ -232,14 +232,16 @@ def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> R
     """Fetch and recut every face of ``config.dataset`` that has no image yet, then take out what cannot stay."""
     progress = progress or (lambda stage, n: None)
     root = Path(config.dataset)
-    if not split_dirs(root):
-        raise RehydrateError(f"{root}: no train/ or val/ with fdf_metainfo.json")
+    dataset_splits(root)
     recover(root)  # a removal a crash interrupted is finished (or undone) before anything is read
     state = root / STATE_DIR
     if (state / COMMIT).is_file():
         return _commit(root, json.loads((state / COMMIT).read_text()))  # the fetching is done; finish the removals
     if (root / SUMMARY).is_file() and not state.exists() and not any(verify_dataset(root).values()):
-        return RehydrateSummary.from_dict(json.loads((root / SUMMARY).read_text()))
+        done = RehydrateSummary.from_dict(json.loads((root / SUMMARY).read_text()))
+        # a finished run, read back: nothing is fetched now, it was all done before
+        done.photos["resumed"] += done.photos.pop("fetched", 0) + done.photos.pop("already_there", 0)
+        return done
     geometry = load_geometry(root)
     jobs = group_by_photo(published_faces(root))
     for split, directory in split_dirs(root):
@@ -306,8 +308,8 @@ def _plan(root: Path, config: RehydrateConfig, jobs: dict[int, PhotoJob], rows: 
             group = "changed" if config.changed == "drop" else None
         elif status == OK:
             group = None
-        else:
-            group = "failed" if config.drop_failed else "unfinished"
+        else:  # a photo not located in the YFCC file is not failed: --drop-failed keeps it until --yfcc finds it
+            group = "failed" if config.drop_failed and status != NOT_IN_YFCC else "unfinished"
         if group in removals:
             removals[group].append(job.photo_id)
             dropped.update((f.split, f.number) for f in job.faces)

@@ -23,7 +23,7 @@ from . import __version__
 from .attributes import read_records
 from .card import facts as card_facts
 from .dataset.duplicates import find_duplicates
-from .dataset.layout import PHASH, load_array, read_image, split_dirs
+from .dataset.layout import PHASH, dataset_splits, load_array, read_image
 from .dataset.writer import encode_png
 from .files import atomic_write, read_jsonl
 
@@ -83,7 +83,7 @@ def _data_uri(png: bytes) -> str:
 
 def _load(root: Path) -> dict:
     data = {}
-    for split, directory in split_dirs(root):
+    for split, directory in dataset_splits(root):
         attributes = list(read_jsonl(directory / "attributes.jsonl")) if (directory / "attributes.jsonl").is_file() else []
         data[split] = {"dir": directory, "meta": read_records(directory),
                        "landmarks": load_array(directory, "landmarks.npy"), "attributes": attributes}
@@ -222,8 +222,6 @@ def make_report(root: Path, out: Path) -> Path:
     """Write ``out/index.html``, self-contained; returns its path. Attribute charts appear once ``attributes`` ran."""
     root, out = Path(root), Path(out)
     data = _load(root)
-    if not data:
-        raise ValueError(f"{root}: no train/ or val/ with fdf_metainfo.json")
     f = card_facts(root)
     total = f["total"]
     stats = [(f"{total['faces']:,}", "faces"), (f"{total['photos']:,}", "photos"), (f"{total['owners']:,}", "owners")]

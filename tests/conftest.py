@@ -50,3 +50,16 @@ def loopback_only():
     socket.socket.bind = guarded_bind(bind)
     yield
     socket.socket.bind = bind
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory):
+    """The README's first command's demo, through the installed ``fdf-build`` console script, with ``--serve``:
+    its dataset and summary for the demo's tests, its photo server for the commands that fetch. Stopped with
+    Ctrl-C at the end of the session, which it must survive cleanly."""
+    from .installed import start_demo_server
+
+    base = tmp_path_factory.mktemp("demo")
+    server = start_demo_server(base / "demo", base / "demo.stderr")
+    yield server
+    assert server.stop() == 0, (base / "demo.stderr").read_text()

@@ -308,7 +308,8 @@ def test_loader_reads_the_layout(tmp_path):
     item = train[-1]
     assert item["image"].shape == (256, 256, 3) and item["image"].dtype == np.uint8
     assert item["keypoints"].shape == (7, 2) and item["box"].shape == (4,)
-    assert item["metainfo"].to_json() == meta[str(len(meta) - 1)]
+    assert item["index"] == len(meta) - 1 and train.record(item["index"]).to_json() == meta[str(len(meta) - 1)]
+    assert item["metainfo"]["license_url"] == meta[str(len(meta) - 1)]["license_url"]
     np.testing.assert_allclose(item["keypoints"], np.load(root / "train" / "landmarks.npy")[-1])
     flipped = FDF256Dataset(root, "train", transform=lambda im: im[:, ::-1])
     np.testing.assert_array_equal(flipped[0]["image"], train[0]["image"][:, ::-1])
@@ -318,3 +319,21 @@ def test_loader_reads_the_layout(tmp_path):
         FDF256Dataset(root, "test")
     with pytest.raises(FileNotFoundError, match="download or build"):
         FDF256Dataset(tmp_path / "nothing", "train")
+
+
+def test_a_dataloader_batches_items_with_its_default_collate(tmp_path):
+    """torch's DataLoader as its users call it: default collate, several workers; the typed record one call away."""
+    torch = pytest.importorskip("torch", reason="torch comes with the reference extra")
+    from torch.utils.data import DataLoader
+
+    root = make_dataset(tmp_path / "ds", [f"u{i}@N00" for i in range(6)], val_fraction=0.0)  # 9 faces
+    train = FDF256Dataset(root, "train")
+    meta = load_metainfo(root / "train")
+    batches = list(DataLoader(train, batch_size=4, num_workers=2))
+    assert [len(b["index"]) for b in batches] == [4] * (len(train) // 4) + ([len(train) % 4] if len(train) % 4 else [])
+    first = batches[0]
+    assert first["image"].shape == (4, 256, 256, 3) and first["image"].dtype == torch.uint8
+    assert first["keypoints"].shape == (4, 7, 2) and first["box"].shape == (4, 4)
+    assert first["metainfo"]["user_nsid"] == [meta[str(i)]["user_nsid"] for i in range(4)]
+    records = [train.record(i) for i in torch.cat([b["index"] for b in batches])]
+    assert [r.to_json() for r in records] == [meta[str(i)] for i in range(len(train))]

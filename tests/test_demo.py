@@ -1,13 +1,12 @@
 """The offline demo shows the whole product: faces in both splits, split by the real rule, and the summary the
-README quotes."""
+README quotes. It runs once, as the README's first command runs it: the installed console script (conftest's
+``demo_server``)."""
 
 import json
 import re
 
 import pytest
-from click.testing import CliRunner
 
-from fdf_build.cli.main import cli
 from fdf_build.config import DEFAULT_VAL_FRACTION
 from fdf_build.demo import DEMO_VAL_OWNERS, demo_metadata, demo_photos
 from fdf_build.split import split_of
@@ -24,11 +23,8 @@ DEMO_LICENSE = {"codait_luciano.jpg": "by", "pexels_baseball_team.jpg": "by-sa",
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out, result.stdout  # without the progress bars, which go to stderr
+def demo(demo_server):
+    return demo_server.out, "\n".join(demo_server.summary)
 
 
 def test_demo_owners_split_by_the_default_rule():

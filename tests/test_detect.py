@@ -207,7 +207,7 @@ def test_detect_cli_json(tmp_path):
     assert len(face["box"]) == 4 and len(face["keypoints"]) == 7 and 0 < face["score"] <= 1
     assert all(p is None or len(p) == 2 for p in face["keypoints"])
     result = CliRunner().invoke(cli, ["detect", str(bad)])
-    assert result.exit_code == 1 and "1 of 1 image(s) could not be decoded" in result.output
+    assert result.exit_code == 2 and "1 of 1 image(s) could not be decoded" in result.output
 
 
 def test_tflite_chatter_goes_to_the_debug_log_not_the_terminal():

@@ -179,7 +179,7 @@ def test_some_licenses_only(mirror, tmp_path):
     assert result.exit_code == 0, result.output
     assert {p for p, _ in server.requests} == {"/m/metainfo.zip", "/m/cc-by-2.zip", "/m/cc-by-sa-2.zip"}
     result, _ = run(tmp_path / "x", mirror, "--licenses", "cc-by-nd-2")
-    assert result.exit_code == 1 and "unknown license archive" in result.output
+    assert result.exit_code == 2 and "unknown license archive" in result.output
 
 
 def test_dry_run_and_verify_only(mirror, tmp_path):

@@ -94,7 +94,7 @@ def test_stall_beyond_timeout_is_a_timeout():
     with serve({"/1/1_a.jpg": [Fault("stall", release=gave_up)] * 2}) as s:
         result = fetcher(timeout=0.3, retries=1)(s.url + "/1/1_a.jpg")
         gave_up.set()
-        assert result == Skip(SkipReason.HTTP_TIMEOUT, "ReadTimeout")
+        assert result.reason is SkipReason.HTTP_TIMEOUT
         assert len(s.hits("/1/1_a.jpg")) == 2
 
 
@@ -110,10 +110,12 @@ def test_connection_refused_is_a_connection_error():
 
 
 def test_redirect_loop_is_a_request_error_not_retried():
-    with LocalServer({"/loop.jpg": Redirect("/loop.jpg")}, max_seconds=60) as s:
+    with LocalServer({"/loop.jpg": Redirect("/loop.jpg"), "/once.jpg": Redirect("/once.jpg")}, max_seconds=60) as s:
         result = fetcher(retries=3)(s.url + "/loop.jpg")
-        assert result.reason is SkipReason.REQUEST_ERROR and "TooManyRedirects" in result.detail
-        assert len(s.hits("/loop.jpg")) == 31  # requests' 30 redirects, once: retrying cannot help
+        assert result.reason is SkipReason.REQUEST_ERROR
+        fetcher(retries=0)(s.url + "/once.jpg")
+        # however many redirects the HTTP client follows before it gives up, it does so once: retrying cannot help
+        assert len(s.hits("/loop.jpg")) == len(s.hits("/once.jpg")) > 1
 
 
 def test_per_host_concurrency_cap():

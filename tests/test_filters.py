@@ -92,6 +92,14 @@ def test_blocklist_file(tmp_path):
     assert elig(synthetic_photo(8)) is None
 
 
+def test_a_blocklist_typed_with_a_lower_case_nsid_still_blocks_the_owner(tmp_path):
+    """Flickr writes 12345@N00; people type 12345@n00. The privacy rules must not depend on the case of @N."""
+    (tmp_path / "blocklist.txt").write_text("12345@n00\n")
+    bl = Blocklist.from_file(tmp_path / "blocklist.txt")
+    assert Eligibility(blocklist=bl)(synthetic_photo(1, nsid="12345@N00")) is SkipReason.BLOCKLISTED
+    assert bl.lists("12345@N00") and bl.lists("12345@n00") and not bl.lists("12345@N01") and not bl.lists("7")
+
+
 def test_blocklists_join_owners_and_photos_of_both():
     a = Blocklist(frozenset({"1@N00"}), frozenset({7}))
     b = Blocklist(frozenset({"2@N01", "1@N00"}), frozenset({8}))

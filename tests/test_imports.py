@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fdf_build"
 
 #: floor of each module or subpackage, bottom (0) to top; a name not listed is a new module: give it a floor
 FLOORS = {
-    "records": 0, "files": 0, "geometry": 0, "split": 0, "flickr": 0, "localserver": 0,
+    "records": 0, "errors": 0, "files": 0, "geometry": 0, "split": 0, "flickr": 0, "localserver": 0,
     "sources": 1, "fetch": 1, "decode": 1, "dedup": 1,
     "config": 2, "identity": 2, "models": 2,
     "models.stack": 3, "dataset": 3, "crop": 3, "facefilter": 3,
@@ -25,8 +25,8 @@ FLOORS = {
     "attributes": 8, "report": 8, "demo": 8,
     "cli": 9, "__main__": 9,
 }
-#: what a model may see: arrays and records, never the config, a dataset or the network
-MODELS_MAY_IMPORT = ("records", "geometry", "models")
+#: what a model may see: arrays and records (and the error types it raises), never the config, a dataset or the network
+MODELS_MAY_IMPORT = ("records", "errors", "geometry", "models")
 #: the calls that put a file or folder in place; only files.py makes them (zip extraction moves what zipfile wrote)
 PLACING = {("os", "replace"), ("os", "rename"), ("tempfile", "mkstemp"), ("tempfile", "mkdtemp"),
            ("tempfile", "NamedTemporaryFile"), ("shutil", "move")}

@@ -14,6 +14,7 @@ from fdf_build.cli.main import cli
 from fdf_build.config import BuildConfig, BuildError
 from fdf_build.decode import decode_image
 from fdf_build.demo import demo_metadata, demo_photos
+from fdf_build.errors import BadInput
 from fdf_build.files import read_jsonl
 from fdf_build.localserver import Fault, LocalServer
 from fdf_build.pipeline import run_build
@@ -210,7 +211,7 @@ def test_unmatched_faces_are_dropped_as_fdf256_did_unless_kept(built, world, tmp
     lines = {line for line, _ in kept}
     emptied = {line for line in lines if all(k in unmatched for k in kept if k[0] == line)}
     assert summary["skipped"].get("no_matched_person", 0) == len(emptied)
-    with pytest.raises(ValueError, match="needs a keypoint model"):
+    with pytest.raises(BadInput, match="needs a keypoint model"):
         BuildConfig(metadata="-", out=tmp_path, keypoints="none", unmatched="drop")
     assert BuildConfig(metadata="-", out=tmp_path, keypoints="none").unmatched == "keep"
 
@@ -454,7 +455,7 @@ def test_retry_failed_recovers_transient_failures(world, tmp_path):
 
 def test_retry_failed_needs_a_finished_build(tmp_path):
     result = CliRunner().invoke(cli, ["retry-failed", str(tmp_path)])
-    assert result.exit_code == 1 and "holds no build" in result.output
+    assert result.exit_code == 2 and "holds no build" in result.output
 
 
 def test_ray_executor_gives_the_local_output(built, world, tmp_path):

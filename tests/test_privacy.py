@@ -295,6 +295,21 @@ def test_crash_before_the_commit_point_leaves_the_old_dataset(dataset, monkeypat
     assert dataset_bytes(dataset) == before
 
 
+def test_an_owner_removed_twice_or_typed_in_lower_case_is_blocklisted_once(dataset):
+    typed = "alice@n00"  # as an owner or maintainer may type it; the dataset says alice@N00
+    assert faces_of(dataset, "alice@N00")
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", typed])
+        assert result.exit_code == 0, result.output
+    assert faces_of(dataset, "alice@N00") == []
+    entries = [line for line in (dataset / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
+    assert entries == ["alice@N00"]
+    result = CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", "ghost@N07", "--user-nsid", typed])
+    assert result.exit_code == 0
+    entries = [line for line in (dataset / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
+    assert entries == ["alice@N00", "ghost@N07"]
+
+
 def test_request_for_absent_user_still_blocklists(dataset):
     result = CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", "ghost@N07"])
     assert result.exit_code == 0 and "0 face(s) removed" in result.output

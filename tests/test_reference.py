@@ -70,14 +70,14 @@ def test_missing_weights_stop_the_build_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     config = BuildConfig(metadata=str(tmp_path / "never-read.tsv"), out=tmp_path / "out", detector="dsfd",
                          keypoints="keypointrcnn", weights_dir=tmp_path / "weights")
-    with pytest.raises(BuildError) as e:
+    with pytest.raises(reference.MissingWeights) as e:
         check_models(config)
     message = str(e.value)
     assert "WIDERFace_DSFD_RES152.pth" in message and "https://folk.ntnu.no/haakohu/WIDERFace_DSFD_RES152.pth" in message
     assert str(tmp_path / "weights") in message and str(tmp_path / "torch" / "hub" / "checkpoints") in message
     result = CliRunner().invoke(cli, ["build", str(DEMO_DATA / "LICENSES.md"), "--out", str(tmp_path / "o"),
                                       "--keypoints", "keypointrcnn", "--weights-dir", str(tmp_path / "weights")])
-    assert result.exit_code == 1 and "keypointrcnn_resnet50_fpn_coco-fc266e95.pth" in result.output
+    assert result.exit_code == 2 and "keypointrcnn_resnet50_fpn_coco-fc266e95.pth" in result.output
     assert not (tmp_path / "o").exists()
 
 
@@ -96,12 +96,12 @@ def test_damaged_or_wrong_weights_stop_with_the_file_named(tmp_path, monkeypatch
         else:
             torch.save(content, weights)
         check_models(config)  # it exists; only loading tells
-        with pytest.raises(BuildError) as e:
+        with pytest.raises(reference.WeightsError) as e:
             make_models(config)
         assert str(weights) in str(e.value) and "https://www.adrianbulat.com/" in str(e.value)
     result = CliRunner().invoke(cli, ["detect", str(DEMO_DATA / "codait_luciano.jpg"), "--keypoints", "none",
                                       "--landmarks", "face-alignment"])
-    assert result.exit_code == 1 and "cannot be loaded as 2DFAN4-11f355bf06.pth.tar" in result.output
+    assert result.exit_code == 2 and "cannot be loaded as 2DFAN4-11f355bf06.pth.tar" in result.output
     assert "Traceback" not in result.output
 
 

@@ -24,6 +24,7 @@ from fdf_build.cli.main import cli
 from fdf_build.config import BuildConfig
 from fdf_build.dataset.archive import pack
 from fdf_build.dataset.layout import load_metainfo
+from fdf_build.dataset.published import RehydrateError
 from fdf_build.demo import demo_metadata, demo_photos
 from fdf_build.flickr import is_page_url
 from fdf_build.localserver import PLACEHOLDER_PATH, Fault, LocalServer, Redirect
@@ -92,7 +93,8 @@ def fresh_copy(published, tmp_path: Path) -> tuple[Path, dict, dict[int, str], P
 
 
 def blocklisted(dataset: Path) -> list[str]:
-    return [line for line in (dataset / "blocklist.txt").read_text().splitlines() if not line.startswith("#")]
+    path = dataset / "blocklist.txt"
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")] if path.exists() else []
 
 
 def run_rehydrate(target: Path, routes: dict, *args, faults=None):
@@ -145,9 +147,11 @@ def test_round_trip_is_byte_identical_with_one_fetch_per_photo(published, tmp_pa
     assert summary["faces"] == {"published": sum(counts.values()), "identical": sum(counts.values())}
     assert (target / FACES_REPORT).read_text() == ""
     assert f"{sum(counts.values())} byte-identical" in result.output
-    # a finished rehydration is not redone
+    assert f"{len(counts)} fetched now, 0 done before" in result.output
+    # a finished rehydration is not redone, and says so
     again, server = run_rehydrate(target, routes)
     assert again.exit_code == 0 and not server.requests
+    assert f"0 fetched now, {len(counts)} done before" in again.output
 
 
 def test_gone_and_blocklisted_photos_are_taken_out_as_remove_does(published, tmp_path):
@@ -276,8 +280,14 @@ def test_fdf_published_keys_and_yfcc(published, tmp_path, compress):
         (target / split / "fdf_metainfo.json").write_text(json.dumps(reduced))
     yfcc = tmp_path / "yfcc100m_dataset.compressed"
     yfcc.write_bytes(compress(tsv.read_bytes()))
-    result, _ = run_rehydrate(target, routes)  # without --yfcc there is no URL to fetch
-    assert result.exit_code == 1 and "not_in_yfcc" in result.output
+    before = {split: load_metainfo(target / split) for split in SPLITS}
+    for args in ((), ("--drop-failed",)):  # without --yfcc there is no URL to fetch: the advice names --yfcc
+        result, _ = run_rehydrate(target, routes, *args)
+        assert result.exit_code == 1
+        error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert len(error) == 1 and "pass --yfcc with the YFCC100M metadata file" in error[0], result.stderr
+        assert "--drop-failed" not in error[0]
+        assert {split: load_metainfo(target / split) for split in SPLITS} == before  # --drop-failed takes out no face whose photo was never looked for
     result, server = run_rehydrate(target, routes, "--yfcc", str(yfcc))
     assert result.exit_code == 0, result.output
     strip = lambda faces: {s: [f[1:] for f in v] for s, v in faces.items()}  # noqa: E731
@@ -317,7 +327,7 @@ def test_library_call_without_geometry_fails_clearly(published, tmp_path):
     target = tmp_path / "copy"
     for split in SPLITS:
         shutil.copytree(build / split, target / split, ignore=shutil.ignore_patterns("images"))
-    with pytest.raises(ValueError, match="no crop geometry"):
+    with pytest.raises(RehydrateError, match="no crop geometry"):
         rehydrate(RehydrateConfig(dataset=target))
 
 

@@ -406,4 +406,4 @@ def test_serve_command_refuses_a_folder_without_a_dataset_or_a_queue_it_cannot_w
     writable = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK and writable(path, mode))  # root writes all
     result = CliRunner().invoke(cli, ["serve", str(dataset)])
-    assert result.exit_code == 2 and "removal-requests.jsonl: cannot be written; give --requests" in result.output
+    assert result.exit_code == 1 and "removal-requests.jsonl: cannot be written; give --requests" in result.output

@@ -26,12 +26,9 @@ pytestmark = needs_browser
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    from fdf_build.demo import run_demo
-
-    out = tmp_path_factory.mktemp("demo")
-    run_demo(out)
-    return out
+def demo(demo_server, tmp_path_factory):
+    """A copy of the session's demo dataset (conftest), which this test changes."""
+    return shutil.copytree(demo_server.out, tmp_path_factory.mktemp("demo") / "demo", symlinks=True)
 
 
 def search_username(path, *args) -> list:

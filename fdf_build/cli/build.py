@@ -10,13 +10,15 @@ import click
 
 from ..config import DEFAULT_KEYPOINTS, DETECTORS, KEYPOINT_MODELS, BuildConfig
 from ..decode import DEFAULT_MAX_PIXELS
+from ..errors import BadInput, Stopped
 from ..sources import metadata
 from ..sources.filters import Eligibility
 from ..sources.scan import ScanSummary, scan_file
 from ..sources.stream import MetadataError
 from . import InputError
 from .dataset import annotate_dataset
-from .options import Bars, build_options, echo_counter, eligibility_options, politeness_options, reference_options
+from .options import (URL, Bars, build_options, echo_counter, eligibility_options, politeness_options,
+                      reference_options)
 
 
 @click.command()
@@ -45,18 +47,19 @@ def scan(file: str, licenses: tuple[str, ...], blocklist: Optional[Path], as_jso
     _echo_scan(summary.to_dict(), as_json)
     if stopped:
         raise InputError(str(stopped))
+    refuse_not_metadata(summary.to_dict(), file)
 
 
 def _echo_scan(result: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result))
-        return
-    for key in ("lines", "photos", "videos", "malformed", "eligible", "authors", "eligible_authors"):
-        click.echo(f"{key}: {result[key]:,}")
-    for example in result["malformed_examples"]:
-        click.echo(f"  malformed line {example['line']}: {example['reason']}")
-    echo_counter("licenses", result["licenses"])
-    echo_counter("rejected", result["rejected"])
+    else:
+        for key in ("lines", "photos", "videos", "malformed", "eligible", "authors", "eligible_authors"):
+            click.echo(f"{key}: {result[key]:,}")
+        for example in result["malformed_examples"]:
+            click.echo(f"  malformed line {example['line']}: {example['reason']}")
+        echo_counter("licenses", result["licenses"])
+        echo_counter("rejected", result["rejected"])
 
 
 @click.command()
@@ -64,7 +67,8 @@ def _echo_scan(result: dict, as_json: bool) -> None:
 @build_options
 @eligibility_options
 @click.option("--limit", type=click.IntRange(0), help="Stop after this many eligible photos.")
-@click.option("--base-url", help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
+@click.option("--base-url", type=URL,
+              help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
 @click.option("--flickr-size", type=click.Choice(sorted(metadata.FLICKR_SIZES)),
               help="Fetch this Flickr size (z 640, c 800, b 1024, o original) instead of YFCC's 500 px URL.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
@@ -93,7 +97,7 @@ def build(file: str, with_attributes: bool, **options) -> None:
     """
     if file != "-" and not Path(file).is_file():
         raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
-    _run_and_report(lambda progress: _build(file, progress, options), options["out"])
+    _run_and_report(lambda progress: _build(file, progress, options), options["out"], source=file)
     if with_attributes:
         annotate_dataset(options["out"])
 
@@ -108,8 +112,7 @@ def _build(file, progress, options):
     return run_build(config, progress)
 
 
-def _run_and_report(job, out: Path) -> None:
-    from ..config import BuildError
+def _run_and_report(job, out: Path, source: str = "the metadata file") -> None:
     from ..shard import stopped, systemic
 
     try:
@@ -119,13 +122,41 @@ def _run_and_report(job, out: Path) -> None:
         if e.summary is not None:
             echo_selection(e.summary.to_dict())
         raise InputError(str(e)) from None
-    except (BuildError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
     except (OSError, MemoryError) as e:  # outside the photos' stages: while merging, say
         if not systemic(e):
             raise
-        raise click.ClickException(str(stopped(e))) from None
-    echo_build_summary(summary.to_dict(), out)
+        raise stopped(e) from None
+    summary = summary.to_dict()
+    echo_build_summary(summary, out)
+    refuse_nothing_built(summary, out, source)
+
+
+def refuse_not_metadata(selection: dict, source: str) -> None:
+    """A file none of whose lines parses (a JPEG, the wrong table) is bad input, after the counts that show it."""
+    if selection["lines"] and selection["malformed"] == selection["lines"]:
+        first = selection["malformed_examples"][0]
+        raise BadInput(f"{source}: none of its {selection['lines']:,} lines is a YFCC100M metadata line (line "
+                       f"{first['line']}: {first['reason']}); give the yfcc100m_dataset file (.tsv, .bz2 or .gz)")
+
+
+def refuse_nothing_built(summary: dict, out: Path, source: str) -> None:
+    """After its summary, a build that could not make anything says why in one line and exits non-zero: a file
+    that is not YFCC100M metadata at all is bad input (2); no eligible photo, or none fetched, a stop (1)."""
+    from ..pipeline import TRANSIENT
+
+    sel, photos = summary["selection"], summary["photos"]
+    refuse_not_metadata(sel, source)
+    if not sel["eligible"]:
+        why = max(sel["rejected"].items(), key=lambda kv: kv[1], default=None)
+        raise Stopped(f"{source}: no eligible photo in {sel['lines']:,} line(s), nothing to build"
+                      + (f" (commonest reason: {why[0]}, {why[1]:,} photo(s); see --licenses and --blocklist)"
+                         if why else ""))
+    if photos.get("tried") and not photos.get("fetched"):
+        reason, n = max(summary["skipped"].items(), key=lambda kv: kv[1])
+        again = (f"; check --base-url and the network, then `fdf-build retry-failed {out}` tries them again"
+                 if reason in TRANSIENT else "")
+        raise Stopped(f"no photo could be fetched: {n:,} of {photos['tried']:,} failed with {reason} (the "
+                      f"commonest reason){again}")
 
 
 def echo_selection(sel: dict) -> None:
@@ -162,7 +193,7 @@ def echo_build_summary(summary: dict, out: Path) -> None:
 
 @click.command("retry-failed")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--base-url", help="Fetch from this mirror or server instead (keeps Flickr's path).")
+@click.option("--base-url", type=URL, help="Fetch from this mirror or server instead (keeps Flickr's path).")
 @click.option("--workers", type=click.IntRange(1, 512), help="Photos in flight at once.")
 @click.option("--rate", type=click.FloatRange(0.01), help="Requests per second to each host.")
 def retry_failed(out: Path, base_url: Optional[str], workers: Optional[int], rate: Optional[float]) -> None:
@@ -182,15 +213,46 @@ def retry_failed(out: Path, base_url: Optional[str], workers: Optional[int], rat
 
 @click.command()
 @build_options
-def demo(out: Path, **options) -> None:
+@click.option("--serve", is_flag=True,
+              help="Then keep the photo server running until Ctrl-C, printing its URL: build, retry-failed, audit "
+                   "and rehydrate can then be tried offline with --base-url URL.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="With --serve: the port on 127.0.0.1 to serve on (0: any free one).")
+def demo(out: Path, serve: bool, port: int, **options) -> None:
     """Run the whole build offline on the bundled sample photos.
 
     Serves the photos from a local server under Flickr-style URLs, writes a
     matching YFCC-format file to OUT/demo_yfcc100m.tsv and builds OUT/.
-    """
-    from ..demo import run_demo
 
-    _run_and_report(lambda progress: run_demo(out, progress=progress, **options)[0], out)
+    \b
+    Example:
+      fdf-build demo --out data/demo --serve
+      fdf-build build data/demo/demo_yfcc100m.tsv --out data/mine --base-url URL   # in another shell
+    """
+    from ..demo import build_demo, demo_server
+
+    with demo_server(out, port=port, max_seconds=None if serve else 600.0) as (url, tsv):
+        _run_and_report(lambda progress: build_demo(out, url, tsv, progress=progress, **options), out)
+        if serve:
+            click.echo(f"demo photo server: {url}  (Ctrl-C stops it)\ndemo metadata: {tsv}\n"
+                       f"try: fdf-build build {tsv} --out {out}-rebuild --base-url {url}")
+            _wait_for_interrupt()
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM (a service manager's stop), then return, so the server shuts down cleanly."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):  # a timed wait, so Ctrl-C's KeyboardInterrupt is seen in the main thread
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
@@ -209,28 +271,24 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
     right eye, left ear, right ear, left shoulder, right shoulder (the person's
     left), null where no model found them.
     """
-    from ..config import BuildError
     from ..dataset.metainfo import detection_record
     from ..decode import decode_image
     from ..models.stack import check_models, make_models
     from ..records import Skip
 
-    try:
-        config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints, **reference)
-        check_models(config)
-        face_detector, keypoint_model = make_models(config)
-    except (BuildError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
+    config = BuildConfig(metadata="-", out=Path("."), detector=detector, keypoints=keypoints, **reference)
+    check_models(config)
+    face_detector, keypoint_model = make_models(config)
     if with_attributes:
         from ..attributes import AttributeModels, photo_attributes
 
         attribute_models = AttributeModels()
-    failed = 0
+    failed = []
     for path in images:
         image = decode_image(path.read_bytes())
         if isinstance(image, Skip):
             click.echo(f"{path}: {image.detail}", err=True)
-            failed += 1
+            failed.append(str(path))
             continue
         faces = face_detector(image)
         if keypoint_model is not None:
@@ -251,7 +309,8 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
                 if "faceAttributes" in f:
                     click.echo(f"    {_attribute_line(f['faceAttributes'])}")
     if failed:
-        raise click.ClickException(f"{failed} of {len(images)} image(s) could not be decoded")
+        raise InputError(f"{len(failed)} of {len(images)} image(s) could not be decoded: {', '.join(failed[:3])}"
+                         + (f" and {len(failed) - 3} more" if len(failed) > 3 else ""))
 
 
 def _attribute_line(a: dict) -> str:

@@ -8,7 +8,8 @@ from typing import Optional
 
 import click
 
-from .options import Bars, echo_counter, echo_problems, politeness_options
+from ..errors import Stopped
+from .options import URL, Bars, echo_counter, echo_problems, politeness_options
 
 
 @click.command()
@@ -29,10 +30,7 @@ def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
     """
     from ..dataset.archive import pack as pack_dataset
 
-    try:
-        manifest = pack_dataset(dataset, out, metadata_only=metadata_only)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    manifest = pack_dataset(dataset, out, metadata_only=metadata_only)
     for f in manifest["files"]:
         click.echo(f"{f['name']}: {f['size']:,} bytes, md5 {f['md5']}")
     click.echo(f"manifest: {out / 'manifest.json'}")
@@ -42,8 +40,9 @@ def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def verify(dataset: Path) -> None:
     """Check that every split of DATASET is consistent: images, landmarks.npy, bounding_box.npy and metainfo agree."""
-    from ..dataset.layout import verify_dataset
+    from ..dataset.layout import dataset_splits, verify_dataset
 
+    dataset_splits(dataset)  # a folder with no split is no dataset: bad input, not a failed check
     problems = verify_dataset(dataset)
     if echo_problems(problems):
         raise click.ClickException(f"{dataset} is not a consistent FDF dataset")
@@ -55,7 +54,8 @@ def verify(dataset: Path) -> None:
 @click.option("--yfcc", type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="YFCC100M metadata file (plain, .bz2 or .gz), read once, to find the photos whose metainfo "
                    "entry has no image URL (FDF's published form) by yfcc100m_line_idx or photo id.")
-@click.option("--base-url", help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
+@click.option("--base-url", type=URL,
+              help="Fetch every photo from this mirror or server instead (keeps Flickr's path).")
 @click.option("--blocklist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Owner NSIDs and photo ids to take out, one a line ('#' comments); DATASET/blocklist.txt "
                    "is always honoured.")
@@ -64,7 +64,8 @@ def verify(dataset: Path) -> None:
                    "(listed in the report) or take the face out.")
 @click.option("--drop-failed", is_flag=True,
               help="Take out the faces of photos that still fail after retries (5xx, timeouts...), and finish; "
-                   "without it the run stops unfinished and a re-run tries them again.")
+                   "without it the run stops unfinished and a re-run tries them again. Photos the metainfo gives "
+                   "no URL for stay until --yfcc finds them.")
 @click.option("--workers", type=click.IntRange(1, 512), default=16, show_default=True,
               help="Photos in flight at once.")
 @politeness_options
@@ -90,16 +91,13 @@ def _run_rehydrate(dataset: Path, **options) -> None:
     """Rehydrate with progress bars and print the summary (``rehydrate`` and ``download --rehydrate``)."""
     from ..rehydrate import RehydrateConfig, rehydrate as run
 
-    try:
-        with Bars() as bars:
-            summary = run(RehydrateConfig(dataset=dataset, **options), bars).to_dict()
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    echo_rehydrate_summary(summary, dataset)
+    with Bars() as bars:
+        summary = run(RehydrateConfig(dataset=dataset, **options), bars).to_dict()
+    echo_rehydrate_summary(summary, dataset, options.get("yfcc"))
 
 
-def echo_rehydrate_summary(summary: dict, dataset: Path) -> None:
-    from ..rehydrate import FACES_REPORT, GONE
+def echo_rehydrate_summary(summary: dict, dataset: Path, yfcc: Optional[str] = None) -> None:
+    from ..rehydrate import FACES_REPORT, GONE, NOT_IN_YFCC
 
     photos, faces, outcomes = summary["photos"], summary["faces"], summary["outcomes"]
     gone = sum(n for k, n in outcomes.items() if k in GONE)
@@ -119,11 +117,16 @@ def echo_rehydrate_summary(summary: dict, dataset: Path) -> None:
         + (" (" + ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in taken.items()) + ")" if taken else "")
     )
     if not summary["complete"]:
-        raise click.ClickException(
-            f"{faces.get('unfinished', 0):,} face(s) of {sum(failed.values()):,} photo(s) could not be recreated "
-            f"({', '.join(f'{k}: {n}' for k, n in failed.items())}); re-run to try them again (what is done is "
-            "kept), or pass --drop-failed to take them out"
-        )
+        unlocated = failed.pop(NOT_IN_YFCC, 0)
+        advice = [f"{', '.join(f'{k}: {n:,}' for k, n in failed.items())}: re-run to try them again (what is done "
+                  "is kept), or pass --drop-failed to take them out"] if failed else []
+        if unlocated:  # never --drop-failed: these photos may well be on Flickr, the file to find them is missing
+            advice.append(f"{unlocated:,} have no image URL in the metainfo (FDF's published form): "
+                          + (f"they are not in {yfcc}; give the whole YFCC100M metadata file with --yfcc"
+                             if yfcc else "pass --yfcc with the YFCC100M metadata file (yfcc100m_dataset, plain, "
+                                          ".bz2 or .gz) to find them"))
+        raise Stopped(f"{faces.get('unfinished', 0):,} face(s) of {sum(failed.values()) + unlocated:,} photo(s) "
+                      "could not be recreated; " + "; ".join(advice))
     click.echo(f"dataset: {dataset}/{{train,val}}/ ("
                + ", ".join(f"{n:,} {split}" for split, n in summary["splits"].items())
                + f"); faces not as published: {dataset / FACES_REPORT}")
@@ -145,11 +148,9 @@ def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
 def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> None:
     from ..attributes import AttributeModels, OnnxAttributeModel, annotate_split
     from ..card import write_card
-    from ..dataset.layout import load_array, split_dirs
+    from ..dataset.layout import dataset_splits, load_array
 
-    splits = split_dirs(dataset)
-    if not splits:
-        raise click.ClickException(f"{dataset}: no train/ or val/ with fdf_metainfo.json")
+    splits = dataset_splits(dataset)
     models = AttributeModels(user_model=OnnxAttributeModel(attribute_model) if attribute_model else None)
     # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
     totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
@@ -209,8 +210,4 @@ def report(dataset: Path, out: Path) -> None:
     (licenses, splits, face sizes, faces per photo, keypoints, attributes), near-duplicate groups, sample crops."""
     from ..report import make_report
 
-    try:
-        page = make_report(dataset, out)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(f"report: {page}")
+    click.echo(f"report: {make_report(dataset, out)}")

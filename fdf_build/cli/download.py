@@ -7,21 +7,22 @@ from typing import Optional
 
 import click
 
-from . import InputError
+from . import Command
 from .dataset import _run_rehydrate
-from .options import Bars, echo_problems
+from .options import URL, Bars, echo_problems
 
 
 def _split_commas(ctx, param, value):
     return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", default="data/fdf256", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Manifest JSON (as fdf-build pack writes it) instead of the built-in FDF256 one.")
-@click.option("--base-url", help="Fetch every file as BASE_URL/<file name> (a mirror laid out like fdf-build pack).")
-@click.option("--mirror", "mirrors", multiple=True, help="Fallback copy, tried in order: MIRROR/<file name>.")
+@click.option("--base-url", type=URL,
+              help="Fetch every file as BASE_URL/<file name> (a mirror laid out like fdf-build pack).")
+@click.option("--mirror", "mirrors", type=URL, multiple=True, help="Fallback copy, tried in order: MIRROR/<file name>.")
 @click.option("--licenses", callback=_split_commas,
               help="Only these image archives, comma-separated (cc-by-2, cc-by-nc-2, cc-by-sa-2, cc-by-nc-sa-2).")
 @click.option("--workers", type=click.IntRange(1, 16), default=3, show_default=True, help="Files downloaded at once.")
@@ -38,7 +39,8 @@ def _split_commas(ctx, param, value):
               help="Download only the metadata, then recreate the images from Flickr (fdf-build rehydrate).")
 @click.option("--yfcc", type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="With --rehydrate: the YFCC100M metadata file, for photos the metainfo gives no image URL for.")
-@click.option("--photos-from", help="With --rehydrate: fetch photos from this server instead (keeps Flickr's path).")
+@click.option("--photos-from", type=URL,
+              help="With --rehydrate: fetch photos from this server instead (keeps Flickr's path).")
 def download_command(target: Path, manifest, base_url, mirrors, licenses, workers, retries, timeout,
                      keep_archives, verify_only, dry_run, rehydrate_after, yfcc, photos_from) -> None:
     """Download a published FDF256 copy into TARGET/{train,val}/ (default data/fdf256): verified, resumable.
@@ -54,19 +56,13 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
                                "--verify-only or --dry-run")
     if rehydrate_after:
         licenses = ()
-    try:
-        files = load_manifest(manifest)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    try:
-        with Bars({f.name: f.size for f in files}, default=Bars.BYTES) as progress:
-            report = download_dataset(
-                target, manifest=files, base_url=base_url, mirrors=mirrors, licenses=licenses, workers=workers,
-                keep_archives=keep_archives, verify_only=verify_only, dry_run=dry_run, progress=progress,
-                downloader=FileDownloader(make_session(workers), timeout=timeout, retries=retries),
-            )
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    files = load_manifest(manifest)
+    with Bars({f.name: f.size for f in files}, default=Bars.BYTES) as progress:
+        report = download_dataset(
+            target, manifest=files, base_url=base_url, mirrors=mirrors, licenses=licenses, workers=workers,
+            keep_archives=keep_archives, verify_only=verify_only, dry_run=dry_run, progress=progress,
+            downloader=FileDownloader(make_session(workers), timeout=timeout, retries=retries),
+        )
     for f in report.files:
         size = f" ({f.size:,} bytes)" if f.size is not None else (" (size unknown)" if dry_run else "")
         click.echo(f"{f.name}{size}: {f.status}" + (f" - {f.detail}" if f.detail else ""))

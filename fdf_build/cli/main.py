@@ -8,25 +8,11 @@ import logging
 
 import click
 
-from . import InputError, build, dataset, download, privacy
+from . import Group, build, dataset, download, privacy
 from .search import search_command
 
 
-class Commands(click.Group):
-    """``fdf-build``'s group: a dataset or metadata file any command cannot read is reported the same way, by every
-    command."""
-
-    def invoke(self, ctx):
-        from ..dataset.layout import DatasetError
-        from ..sources.stream import MetadataError
-
-        try:
-            return super().invoke(ctx)
-        except (DatasetError, MetadataError) as e:
-            raise InputError(str(e)) from None
-
-
-@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FDF_BUILD"})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FDF_BUILD"})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def cli(verbose: bool) -> None:
     """Build, download, search and curate FDF-style face datasets from YFCC100M Flickr photos."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 import click
 from tqdm import tqdm
@@ -14,6 +15,23 @@ from ..config import (DEFAULT_EXPAND, DEFAULT_KEYPOINTS, DEFAULT_VAL_FRACTION, D
                       LANDMARK_MODELS, UNMATCHED)
 from ..geometry import KEYPOINTS_OUTSIDE
 from ..sources.filters import DEFAULT_LICENSES, LICENSES, resolve_licenses
+
+
+class HttpUrl(click.ParamType):
+    """A server's address, refused at parse time unless it is http(s)://host...: without a scheme, every request
+    would fail alike (``request_error``) only after the work started."""
+
+    name = "URL"
+
+    def convert(self, value, param, ctx):
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.fail(f"{value!r} is not an http:// or https:// URL (e.g. http://127.0.0.1:8000)", param, ctx)
+        return value
+
+
+#: the type of every option naming a server (--base-url, --mirror, --photos-from)
+URL = HttpUrl()
 
 
 def eligibility_options(command):
@@ -141,7 +159,9 @@ class Bars:
         with self._lock:
             if stage not in self.bars:
                 style = self.STYLE.get(stage, dict(desc=stage, **self.default))
-                self.bars[stage] = tqdm(total=self.totals.get(stage), position=len(self.bars), leave=False, **style)
+                # disable=None: bars on a terminal only; redirected to a file they would be \r and cursor-up codes
+                self.bars[stage] = tqdm(total=self.totals.get(stage), position=len(self.bars), leave=False,
+                                        disable=None, **style)
             self.bars[stage].update(n)
 
     def __enter__(self):

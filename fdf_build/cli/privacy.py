@@ -8,7 +8,7 @@ from typing import Optional
 import click
 
 from . import InputError
-from .options import Bars
+from .options import URL, Bars
 from .search import query, query_options
 
 
@@ -29,7 +29,6 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
     the NSIDs / photo ids to DATASET/blocklist.txt; pass that file to
     `fdf-build build --blocklist` so they never come back.
     """
-    from ..privacy.index import BadInput
     from ..privacy.removal import plan_removal, remove_faces
 
     if requests_file is not None:
@@ -37,10 +36,7 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
             raise InputError("--requests applies the queued requests: give no other NSID or photo with it")
         return _remove_requests(dataset, requests_file, dry_run)
     nsids, photo_ids = query(user_nsid, nsid_file, photo_id, photo_url)
-    try:
-        plan = plan_removal(dataset, nsids=nsids, photo_ids=photo_ids)
-    except BadInput as e:
-        raise InputError(str(e)) from None
+    plan = plan_removal(dataset, nsids=nsids, photo_ids=photo_ids)
     for split, numbers in plan.drop.items():
         for n in numbers:
             e = plan.entries[split][n]
@@ -48,22 +44,15 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
     if dry_run:
         click.echo(f"{plan.count} face(s) would be removed")
         return
-    try:
-        mappings = remove_faces(plan, reason=reason)  # made again if another removal ran since the listing
-    except BadInput as e:
-        raise InputError(str(e)) from None
+    mappings = remove_faces(plan, reason=reason)  # made again if another removal ran since the listing
     count = sum(new is None for mapping in mappings.values() for new in mapping.values())
     click.echo(f"{count} face(s) removed; ledger {dataset / 'removed.jsonl'}, blocklist {dataset / 'blocklist.txt'}")
 
 
 def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
-    from ..privacy.index import BadInput
     from ..privacy.requests import apply_requests
 
-    try:
-        applied = apply_requests(dataset, requests_file, dry_run=dry_run)
-    except BadInput as e:
-        raise InputError(str(e)) from None
+    applied = apply_requests(dataset, requests_file, dry_run=dry_run)
     for line in applied.malformed:
         click.echo(f"{requests_file}: skipped malformed {line}", err=True)
     for r in applied.requests:
@@ -84,7 +73,7 @@ def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
 
 @click.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--base-url", help="Check photos at this mirror or server instead of Flickr (keeps the path).")
+@click.option("--base-url", type=URL, help="Check photos at this mirror or server instead of Flickr (keeps the path).")
 @click.option("--rate", type=click.FloatRange(0.01), default=5.0, show_default=True, help="Requests per second.")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--apply", is_flag=True, help="Remove the faces of photos that are gone.")
@@ -99,7 +88,6 @@ def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, app
     """
     from ..fetch import Fetcher, make_session
     from ..privacy.audit import apply_audit, audit as audit_dataset
-    from ..privacy.index import BadInput
 
     fetcher = Fetcher(make_session(workers), per_host=workers, retries=2)
     with Bars() as bars:
@@ -114,11 +102,7 @@ def audit(dataset: Path, base_url: Optional[str], rate: float, workers: int, app
         click.echo(f"warning: {count} of {report.checked} photos answered {answer}: the server is wrong, "
                    "not the photos", err=True)
     if apply:
-        try:
-            removed = apply_audit(dataset, report)
-        except BadInput as e:
-            raise InputError(str(e)) from None
-        click.echo(f"{removed} face(s) removed")
+        click.echo(f"{apply_audit(dataset, report)} face(s) removed")
 
 
 @click.command()
@@ -141,9 +125,4 @@ def serve(dataset: Path, host: str, port: int, requests_file: Optional[Path], ti
         from ..privacy.serve import run
     except ImportError as e:
         raise click.ClickException(f"{e.name} is missing: pip install 'fdf_build[serve]'") from None
-    from ..privacy.index import BadInput
-
-    try:
-        run(dataset, host=host, port=port, requests_file=requests_file, title=title)
-    except BadInput as e:
-        raise InputError(str(e)) from None
+    run(dataset, host=host, port=port, requests_file=requests_file, title=title)

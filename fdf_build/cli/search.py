@@ -12,16 +12,15 @@ from typing import Optional
 
 import click
 
-from . import InputError
+from . import Command, InputError
 
 
 def _read_ids(nsid_file: Optional[Path]) -> tuple[set[str], set[int]]:
     if nsid_file is None:
         return set(), set()
-    from ..flickr import parse_ids
+    from ..flickr import read_ids
 
-    with open(nsid_file, encoding="utf-8") as f:
-        return parse_ids(f)
+    return read_ids(nsid_file)
 
 
 def query(user_nsid, nsid_file, photo_id, photo_url) -> tuple[list[str], list[int]]:
@@ -56,7 +55,7 @@ def query_options(command):
     return command
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("path", type=click.Path(path_type=Path))
 @query_options
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as one JSON list.")
@@ -70,13 +69,10 @@ def search_command(path: Path, user_nsid, nsid_file, photo_id, photo_url, as_jso
     Example:
       python search_username.py data/fdf256/train/fdf_metainfo.json --user_nsid=12345678@N00
     """
-    from ..privacy.index import BadInput, search
+    from ..privacy.index import search
 
     nsids, photo_ids = query(user_nsid, nsid_file, photo_id, photo_url)
-    try:
-        matches = search(path, nsids=nsids, photo_ids=photo_ids)
-    except BadInput as e:
-        raise InputError(str(e)) from None
+    matches = search(path, nsids=nsids, photo_ids=photo_ids)
     if as_json:
         click.echo(json.dumps([m.to_dict() for m in matches], ensure_ascii=False))
     else:

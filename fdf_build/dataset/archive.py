@@ -22,7 +22,7 @@ from typing import Optional, Union
 
 from ..files import atomic_write, new_staging_dir, replacing
 from ..sources.filters import license_code
-from .layout import IMAGE_MD5S, DatasetError, load_metainfo, split_dirs, verify_dataset
+from .layout import IMAGE_MD5S, DatasetError, dataset_splits, load_metainfo, verify_dataset
 
 METAINFO_ARCHIVE = "metainfo"
 #: Files of each split that travel in metainfo.zip.
@@ -76,7 +76,7 @@ def image_md5s(split_dir: Path, keys) -> bytes:
     for key in sorted(keys, key=int):
         image = Path(split_dir) / "images" / f"{key}.png"
         if not image.is_file():
-            raise ValueError(f"{image} is missing: a dataset is packed only when all its images are there")
+            raise DatasetError(f"{image} is missing: a dataset is packed only when all its images are there")
         lines.append(f"{md5_file(image)}  images/{key}.png\n")
     return "".join(lines).encode()
 
@@ -92,9 +92,7 @@ def pack(dataset: Path, out: Path, *, base_name: str = "fdf256", metadata_only: 
     from .published import GEOMETRY, geometry_record
 
     dataset, out = Path(dataset), Path(out)
-    splits = split_dirs(dataset)
-    if not splits:
-        raise ValueError(f"{dataset} has no train/ or val/ with fdf_metainfo.json")
+    splits = dataset_splits(dataset)
     problems = [p for found in verify_dataset(dataset).values() for p in found]
     if problems:  # a mirror of a broken dataset would fail every download of it
         raise DatasetError(f"{dataset} is not a consistent FDF dataset, not packed: {problems[0]}"

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..errors import BadInput
 from ..fetch import (RETRYABLE, AttemptFailed, make_session, parse_retry_after, request_failure, status_reason,
                      with_retries)
 from ..files import commit, write_json
@@ -71,16 +72,15 @@ def manifest_note(path: Optional[Path] = None) -> str:
 
 def load_manifest(path: Optional[Path] = None) -> list[ManifestFile]:
     """The packaged FDF256 manifest, or a ``manifest.json`` as ``fdf-build pack`` writes it."""
-    text = _manifest_text(path)
     try:
-        data = json.loads(text)
+        data = json.loads(_manifest_text(path))
         files = [ManifestFile(**{k: v for k, v in f.items() if k in ManifestFile.__dataclass_fields__})
                  for f in data["files"]]
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path or 'built-in manifest'}: not a manifest ({e})") from None
+        raise BadInput(f"{path or 'built-in manifest'}: not a manifest ({e})") from None
     for f in files:
         if Path(f.name).name != f.name or f.name.startswith("."):
-            raise ValueError(f"manifest file name {f.name!r} must be a plain file name")
+            raise BadInput(f"{path or 'built-in manifest'}: file name {f.name!r} must be a plain file name")
     return files
 
 
@@ -265,7 +265,7 @@ def sources(f: ManifestFile, *, base_url: Optional[str], mirrors: tuple[str, ...
     elif absolute:
         first = f.url
     else:
-        raise ValueError(f"{f.name}: the manifest gives a relative URL; pass --base-url")
+        raise BadInput(f"{f.name}: the manifest gives a relative URL; pass --base-url")
     return [first] + [m.rstrip("/") + "/" + f.name for m in mirrors]
 
 
@@ -299,7 +299,7 @@ def select_files(manifest: list[ManifestFile], licenses: Optional[tuple[str, ...
     known = {f.license for f in manifest if f.license}
     unknown = set(licenses) - known
     if unknown:
-        raise ValueError(f"unknown license archive(s) {sorted(unknown)}; this manifest has {sorted(known)}")
+        raise BadInput(f"unknown license archive(s) {sorted(unknown)}; this manifest has {sorted(known)}")
     return [f for f in manifest if f.license is None or f.license in licenses]
 
 
@@ -320,9 +320,11 @@ def download_dataset(
     target = Path(target)
     progress = progress or (lambda name, n: None)
     files = select_files(manifest, licenses)
-    for f in files:
-        sources(f, base_url=base_url, mirrors=mirrors)  # fail on a relative URL before any work
+    for f in () if verify_only else files:  # fail on a relative URL before any work; verify-only fetches nothing
+        sources(f, base_url=base_url, mirrors=mirrors)
     state = target / STATE_DIR
+    if verify_only and not any((target / f.name).exists() or (state / f"{f.name}.json").is_file() for f in files):
+        raise BadInput(f"{target}: no file of the manifest is there, downloaded or extracted: nothing to verify")
     report = DownloadReport()
     created = [d for d in (state, *state.parents) if not d.exists()]  # deepest first
     if not dry_run:
@@ -337,12 +339,13 @@ def download_dataset(
         if dry_run or verify_only:
             have = archive.is_file() and md5_file(archive) == f.md5
             status = "verified" if have else ("planned" if dry_run else "failed")
+            size = archive.stat().st_size if have else f.size
+            if verify_only:
+                detail = "" if have else ("not downloaded" if not archive.exists() else "md5 mismatch")
+                return FileOutcome(f.name, status, detail, size)
             urls = sources(f, base_url=base_url, mirrors=mirrors)
             detail = "" if have else ", ".join(urls)
-            if verify_only and not have:
-                detail = "not downloaded" if not archive.exists() else "md5 mismatch"
-            size = archive.stat().st_size if have else f.size
-            if size is None and dry_run:
+            if size is None:
                 size, answer = downloader.content_length(urls)
                 if size is None:
                     detail += f" (HEAD: {answer})"

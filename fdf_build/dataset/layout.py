@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 if TYPE_CHECKING:  # search reads the layout and must start without numpy or cv2: they are imported where used
     import numpy as np
 
+from ..errors import BadInput
 from ..split import SPLITS
 
 METAINFO = "fdf_metainfo.json"
@@ -32,11 +33,17 @@ def split_dirs(root: Path) -> list[tuple[str, Path]]:
     return [(s, root / s) for s in SPLITS if (root / s / METAINFO).is_file()]
 
 
-class DatasetError(Exception):
-    """A dataset that cannot be read as the FDF layout (a malformed metainfo, a missing image or array).
+class DatasetError(BadInput):
+    """A dataset that cannot be read as the FDF layout (a malformed metainfo, a missing image or array, no split
+    at all). Commands print it as one line and exit 2: it is bad input, not a bug."""
 
-    Commands print it as one line and exit 2: it is bad input, not a bug.
-    """
+
+def dataset_splits(root: Path) -> list[tuple[str, Path]]:
+    """:func:`split_dirs`, or a :class:`DatasetError` when there is none: a folder without a split is no dataset."""
+    splits = split_dirs(root)
+    if not splits:
+        raise DatasetError(f"{root}: no train/ or val/ with {METAINFO}")
+    return splits
 
 
 def load_metainfo(split_dir: Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -11,6 +12,10 @@ import numpy as np
 from ..split import SPLITS
 from .layout import LANDMARKS68
 from .metainfo import FaceRecord, read_metainfo
+
+#: the record's text fields (license, author, user_nsid, photo_url, dates...), the ones every entry has as a string:
+#: ``item["metainfo"]``, which a DataLoader's default collate turns into lists of strings
+TEXT_FIELDS = tuple(f.name for f in dataclasses.fields(FaceRecord) if isinstance(f.default, str))
 
 
 class FDF256Dataset:
@@ -22,11 +27,15 @@ class FDF256Dataset:
     * ``keypoints``: ``(7, 2) float32`` in [0, 1] of the crop, COCO order (nose, left eye, right eye,
       left ear, right ear, left shoulder, right shoulder; the person's left), NaN where missing,
     * ``box``: ``(4,) int64`` face box x0, y0, x1, y1 in crop pixels,
-    * ``metainfo``: the face's :class:`~fdf_build.dataset.metainfo.FaceRecord` (license, author, URLs...),
+    * ``index``: the face's number (its image's name and metainfo key),
+    * ``metainfo``: the face's text fields (:data:`TEXT_FIELDS`: license, license_url, author, user_nsid,
+      photo_title, photo_url, dates...) as a dict of strings,
     * ``landmarks68``: ``(68, 2) float32`` in [0, 1] of the crop, only in builds made with ``--landmarks``.
 
-    Keypoints and box refer to the crop, not to the original photo (``metainfo.original_*`` do).
-    Needs no torch: it is a plain sequence, and a ``torch.utils.data.DataLoader`` takes it as is.
+    Keypoints and box refer to the crop, not to the original photo; ``dataset.record(item["index"])`` is the
+    whole :class:`~fdf_build.dataset.metainfo.FaceRecord` (``original_bounding_box``, ``original_landmark``,
+    scores...). Needs no torch: it is a plain sequence of arrays, numbers and strings, so a
+    ``torch.utils.data.DataLoader`` with its default collate batches it as is.
     """
 
     def __init__(self, root: Path, split: str = "train", transform: Optional[Callable] = None):
@@ -50,6 +59,10 @@ class FDF256Dataset:
     def __len__(self) -> int:
         return len(self.metainfo)
 
+    def record(self, index) -> FaceRecord:
+        """Face ``index``'s typed record; ``index`` may be an item's ``index``, batched (a tensor element) or not."""
+        return self.metainfo[str(int(index))]
+
     def __getitem__(self, index: int) -> dict:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} faces")
@@ -65,6 +78,7 @@ class FDF256Dataset:
             "image": image,
             "keypoints": self.landmarks[index].astype(np.float32),
             "box": self.boxes[index].astype(np.int64),
-            "metainfo": self.metainfo[str(index)],
+            "index": index,
+            "metainfo": {name: getattr(self.record(index), name) for name in TEXT_FIELDS},
             **({} if self.landmarks68 is None else {"landmarks68": self.landmarks68[index].astype(np.float32)}),
         }

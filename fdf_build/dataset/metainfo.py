@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from ..flickr import is_page_url, page_url, photo_id_from_url
+from .layout import DatasetError
 
 if TYPE_CHECKING:
     import numpy as np  # imported where arrays are made: search reads records and must start without numpy
@@ -361,6 +362,14 @@ def read_metainfo(path: Union[str, Path]) -> dict[str, FaceRecord]:
         raise ValueError(f"{path}: not an FDF metainfo file (a JSON object keyed by image number)")
     split = path.parent.name if path.parent.name in CATEGORIES else None
     return {key: FaceRecord.from_json(key, entry, split=split) for key, entry in data.items()}
+
+
+def metainfo_records(directory: Path) -> dict[str, FaceRecord]:
+    """A split's entries as FaceRecords; a metainfo that cannot be read is a DatasetError (one line, exit 2)."""
+    try:
+        return read_metainfo(directory)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{Path(directory) / METAINFO}: not a valid {METAINFO} ({e})") from None
 
 
 #: attribution.csv's columns: one row per photo, as CC BY asks (who made it, its title, where it is, its license)

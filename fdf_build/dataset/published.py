@@ -16,17 +16,18 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from ..errors import BadInput
 from ..geometry import CropGeometry, recompute_crop
 from ..records import Photo
 from ..sources import metadata
 from .layout import IMAGE_MD5S, split_dirs
-from .metainfo import FaceRecord, read_metainfo
+from .metainfo import FaceRecord, metainfo_records
 
 #: The crop geometry a dataset was cut with, at its root (packed into metainfo.zip).
 GEOMETRY = "crop_geometry.json"
 
 
-class RehydrateError(ValueError):
+class RehydrateError(BadInput):
     """A dataset that cannot be rehydrated as it is (no geometry, no way to find a photo): one line for the user."""
 
 
@@ -117,7 +118,7 @@ def published_faces(dataset: Path) -> list[PublishedFace]:
     faces = []
     for split, directory in split_dirs(dataset):
         md5s = read_md5s(directory)
-        for record in read_metainfo(directory).values():
+        for record in metainfo_records(directory).values():
             faces.append(_face(split, record, md5s.get(record.image)))
     return faces
 

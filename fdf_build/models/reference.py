@@ -29,6 +29,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import BadInput
 from ..geometry import Fitted
 from ..records import Face
 from .faces import empty_keypoints
@@ -43,7 +44,7 @@ WEIGHTS = {
 }
 
 
-class WeightsError(Exception):
+class WeightsError(BadInput):
     """A reference model's weights cannot be used; the message says which file and what to do."""
 
 
@@ -74,7 +75,7 @@ def _device(device: str):
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        raise BadInput(f"--device {device}: CUDA is not available on this machine")
     return torch.device(device)
 
 

@@ -18,32 +18,20 @@ def check_models(config: BuildConfig) -> None:
     if not config.reference_models:
         return
     try:
-        from .reference import MissingWeights, find_weights
+        from .reference import find_weights
     except ImportError as e:
         raise BuildError(f"{', '.join(config.reference_models)} need the reference extra "
                          f"(pip install -e '.[reference]'): {e}") from None
     for model in config.reference_models:
-        try:
-            find_weights(model, config.weights_dir)
-        except MissingWeights as e:
-            raise BuildError(str(e)) from None
+        find_weights(model, config.weights_dir)  # a MissingWeights names the file: bad input
 
 
 def make_models(config: BuildConfig, *, random_init: bool = False, cpus: int = 1):
     """The face detector and keypoint stage a config asks for; reference backends are batched.
 
     ``cpus``: CPU inferences that may run at once (MediaPipe makes that many graphs up front).
-    A weights file that cannot be loaded is a :class:`BuildError` naming it.
+    A weights file that cannot be loaded is a :class:`~fdf_build.models.reference.WeightsError` naming it.
     """
-    from .reference import WeightsError
-
-    try:
-        return _make_models(config, random_init=random_init, cpus=cpus)
-    except WeightsError as e:
-        raise BuildError(str(e)) from None
-
-
-def _make_models(config: BuildConfig, *, random_init: bool, cpus: int):
     if config.reference_models:
         from . import reference
 

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-from ..dataset.layout import split_dirs
+from ..dataset.layout import dataset_splits
+from ..dataset.metainfo import metainfo_records
+from ..errors import BadInput
 from ..fetch import RateLimiter
 from ..records import SkipReason
-from .index import BadInput
-from .removal import metainfo_records, plan_removal, remove_faces
+from .removal import plan_removal, remove_faces
 
 #: The only evidence that a photo is gone: Flickr's placeholder redirect (removed or private), 404 or 410.
 #: 401, 403, 400, 405, 5xx, timeouts... say more about the server (a proxy, a wrong mirror) than the photo.
@@ -48,7 +49,7 @@ def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float
     """
     progress = progress or (lambda stage, n: None)
     urls = {}
-    for _, directory in split_dirs(dataset):
+    for _, directory in dataset_splits(dataset):
         for record in metainfo_records(directory).values():
             # the image URL where there is one: Flickr answers a gone photo's with its placeholder redirect
             url = record.download_url or record.photo_url

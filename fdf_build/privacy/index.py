@@ -29,15 +29,13 @@ from typing import Iterable, Iterator, Optional
 
 from ..dataset.layout import METAINFO, split_dirs
 from ..dataset.metainfo import CATEGORIES, FaceRecord, entry_photo_id
+from ..errors import BadInput
 from ..files import commit, temp_beside
+from ..flickr import canonical_nsid
 
 INDEX_SUFFIX = ".index"
 INDEX_VERSION = 3
 
-
-
-class BadInput(Exception):
-    """Input that cannot be searched or changed (missing file, malformed JSON): one clear line for the user."""
 
 
 def file_stamp(path: Path) -> dict:
@@ -318,8 +316,10 @@ def index_dataset(path: Path) -> None:
 
 
 def search(path: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[Match]:
-    """Every face of these owners or photos under ``path`` (a metainfo file, a split or a dataset root)."""
-    nsids, photo_ids = list(nsids), list(photo_ids)
+    """Every face of these owners or photos under ``path`` (a metainfo file, a split or a dataset root).
+
+    NSIDs match in any case of their ``@N`` (:func:`~fdf_build.flickr.canonical_nsid`)."""
+    nsids, photo_ids = [canonical_nsid(n) for n in nsids], list(photo_ids)
     matches = []
     for split, metainfo in metainfo_files(path):
         index = MetainfoIndex.open(metainfo)

@@ -26,14 +26,16 @@ from typing import Iterable, Optional
 import numpy as np
 
 from ..card import write_card
-from ..dataset.layout import LANDMARKS68, METAINFO, PHASH, WORK_DIR, DatasetError, split_dirs
-from ..dataset.metainfo import read_metainfo
+from ..dataset.layout import LANDMARKS68, METAINFO, PHASH, WORK_DIR, split_dirs
+from ..dataset.metainfo import metainfo_records
 from ..dataset.splitwriter import write_split
 from ..dataset.writer import purge_shard, write_attributes
+from ..errors import BadInput, Stopped
 from ..files import FILE_MODE, append_durably, jsonl, new_staging_dir, swap_in, write_json
+from ..flickr import canonical_nsid
 from ..sources.filters import Blocklist
 from ..split import SPLITS
-from .index import BadInput, file_stamp, index_dataset, search
+from .index import file_stamp, index_dataset, search
 
 LEDGER = "removed.jsonl"
 BLOCKLIST = "blocklist.txt"
@@ -64,7 +66,7 @@ def dataset_lock(dataset: Path):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
             except OSError as e:
-                raise BadInput(f"{dataset}: cannot be changed ({e.strerror})") from None
+                raise Stopped(f"{dataset}: cannot be changed ({e.strerror})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -79,14 +81,6 @@ def dataset_lock(dataset: Path):
                 del _held[key]
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
-
-
-def metainfo_records(directory: Path) -> dict:
-    """A split's entries as FaceRecords; a metainfo that cannot be read is a DatasetError (one line, exit 2)."""
-    try:
-        return read_metainfo(directory)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{directory / METAINFO}: not a valid {METAINFO} ({e})") from None
 
 
 def removals(dataset: Path) -> Blocklist:
@@ -122,7 +116,7 @@ class RemovalPlan:
 def plan_removal(dataset: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> RemovalPlan:
     dataset = Path(dataset)
     recover(dataset)
-    nsids, photo_ids = tuple(sorted(set(nsids))), tuple(sorted({int(p) for p in photo_ids}))
+    nsids, photo_ids = tuple(sorted({canonical_nsid(n) for n in nsids})), tuple(sorted({int(p) for p in photo_ids}))
     stamps = _metainfo_stamps(dataset)
     drop, entries = {}, {}
     for match in search(dataset, nsids=nsids, photo_ids=photo_ids):
@@ -247,7 +241,11 @@ def recover(dataset: Path) -> Optional[str]:
 
 
 def _append_blocklist(dataset: Path, entries: list[str], comment: str) -> None:
-    append_durably(dataset / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in entries))
+    """Add the entries the blocklist does not hold yet (a second removal of an owner adds nothing)."""
+    listed = Blocklist.from_file(dataset / BLOCKLIST) if (dataset / BLOCKLIST).is_file() else Blocklist()
+    new = [entry for entry in entries if not listed.lists(entry)]
+    if new:
+        append_durably(dataset / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in new))
 
 
 def _purge_work(dataset: Path, blocked: Blocklist) -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
+from ..errors import BadInput
 from ..files import appending
-from ..flickr import photo_id_from_url
+from ..flickr import canonical_nsid, photo_id_from_url
 from .index import search
 from .removal import RemovalPlan, plan_removal, remove_faces
 
@@ -63,7 +64,7 @@ def parse_query(text: str) -> Query:
     if len(text) > MAX_QUERY:
         raise BadRequest(f"That is longer than {MAX_QUERY} characters. {HOW_TO_ASK}")
     if _NSID.fullmatch(text):
-        return Query(text, nsids=(_canonical_nsid(text),))
+        return Query(text, nsids=(canonical_nsid(text),))
     if _PHOTO_ID.fullmatch(text):
         return Query(text, photo_ids=(int(text),))
     try:
@@ -75,13 +76,8 @@ def parse_query(text: str) -> Query:
     parts = urlsplit(text if "://" in text else "https://" + text)
     profile = _PROFILE.match(parts.path) if parts.netloc.lower().endswith("flickr.com") else None
     if profile:
-        return Query(text, nsids=(_canonical_nsid(profile.group(1)),))
+        return Query(text, nsids=(canonical_nsid(profile.group(1)),))
     raise BadRequest(f"No NSID or Flickr photo found in that. {HOW_TO_ASK}")
-
-
-def _canonical_nsid(nsid: str) -> str:
-    number, suffix = nsid.split("@")
-    return f"{number}@{suffix.upper()}"
 
 
 @dataclass(frozen=True)
@@ -176,6 +172,9 @@ def apply_requests(dataset: Path, path: Path, *, dry_run: bool = False) -> Appli
     faces, only repeats their blocklist lines, and marks them done.
     """
     queue = read_queue(path)
+    if queue.malformed and not queue.pending and not queue.done:
+        raise BadInput(f"{path}: no line of it is a removal request ({queue.malformed[0]}); give the queue "
+                       "`fdf-build serve` writes")
     if not queue.pending:
         return Applied([], {}, None, queue.malformed, queue.done)
     faces = {r.id: search(dataset, nsids=r.query.nsids, photo_ids=r.query.photo_ids) for r in queue.pending}

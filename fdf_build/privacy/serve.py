@@ -34,10 +34,11 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..dataset.layout import split_dirs
+from ..dataset.layout import dataset_splits
 from ..dataset.metainfo import FaceRecord
+from ..errors import BadInput, Stopped
 from ..split import SPLITS
-from .index import BadInput, Match, search
+from .index import Match, index_dataset, search
 from .requests import (MAX_CONTACT, MAX_QUERY, MAX_REASON, REQUESTS_FILE, BadRequest, Query, Request, append_request,
                        parse_query)
 
@@ -253,13 +254,13 @@ def _home(request: HttpRequest) -> str:
 
 def create_app(dataset: Path, *, requests_file: Optional[Path] = None, title: Optional[str] = None) -> Starlette:
     dataset = Path(dataset)
-    if not split_dirs(dataset):
-        raise BadInput(f"{dataset}: no train/ or val/ with fdf_metainfo.json")
+    dataset_splits(dataset)
+    index_dataset(dataset)  # a metainfo that does not parse is refused now, not answered with a 503 per search
     page = OwnerPage(dataset, requests_file, title)
     queue = page.requests_file
     if not os.access(queue if queue.exists() else queue.parent, os.W_OK):
         # said now, not to the first owner who sends a request
-        raise BadInput(f"{queue}: cannot be written; give --requests a file in a writable folder")
+        raise Stopped(f"{queue}: cannot be written; give --requests a file in a writable folder")
     routes = [
         Route("/", page.home),
         Route("/search", page.search),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
-from ..flickr import parse_ids
+from ..flickr import canonical_nsid, parse_ids, read_ids
 from ..records import Face, Photo, SkipReason
 from .metadata import decode_tags
 
@@ -107,14 +107,18 @@ class Blocklist:
     def from_file(cls, path: Union[str, Path, None]) -> "Blocklist":
         if path is None:
             return cls()
-        with open(path, encoding="utf-8") as f:
-            return cls.from_lines(f)
+        nsids, photo_ids = read_ids(path)
+        return cls(frozenset(nsids), frozenset(photo_ids))
 
     def __contains__(self, photo: Photo) -> bool:
         return self.blocks(photo.user_nsid, photo.photo_id)
 
     def blocks(self, user_nsid: Optional[str], photo_id: Optional[int]) -> bool:
         return user_nsid in self.nsids or photo_id in self.photo_ids
+
+    def lists(self, entry: str) -> bool:
+        """Whether a blocklist line's entry (an NSID, or an all-digit photo id) is on this list already."""
+        return int(entry) in self.photo_ids if entry.isdigit() else canonical_nsid(entry) in self.nsids
 
     def __or__(self, other: "Blocklist") -> "Blocklist":
         return Blocklist(self.nsids | other.nsids, self.photo_ids | other.photo_ids)

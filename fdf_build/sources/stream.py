@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Union
 
+from ..errors import BadInput
 from ..files import scratch
 
 #: decompressed bytes handed over at a time
@@ -36,7 +37,7 @@ FORMATS = (
 )
 
 
-class MetadataError(Exception):
+class MetadataError(BadInput):
     """A metadata file that cannot be read to its end: truncated (a half-finished download) or corrupt.
 
     ``summary``, set by whoever counted the lines before it, holds what was read.
