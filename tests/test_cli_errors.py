@@ -185,6 +185,8 @@ WALK = {
     ("attributes", "undecodable"): lambda w: (["attributes", w.dataset], 2, bad_metainfo(w.dataset)),
     ("attributes", "bad model"): lambda w: (["attributes", w.dataset, "--attribute-model", w.jpeg], 2, w.jpeg),
     ("attributes", "unwritable"): lambda w: (["attributes", attributes_blocked(w.dataset)], 1, w.dataset),
+    ("duplicates", "missing dataset"): lambda w: (["duplicates", w.empty], 2, w.empty),
+    ("duplicates", "undecodable"): lambda w: (["duplicates", w.dataset], 2, bad_metainfo(w.dataset)),
     ("report", "missing dataset"): lambda w: (["report", w.empty, "--out", w.empty / "r"], 2, w.empty),
     ("report", "undecodable"): lambda w: (["report", w.dataset, "--out", w.empty / "r"], 2,
                                           bad_metainfo(w.dataset)),
@@ -215,8 +217,9 @@ WALK = {
 NOT_MET = {
     "missing dataset": {"scan", "build", "demo", "detect"},  # no dataset among their inputs (a missing FILE: click)
     "bad model": {"scan", "retry-failed", "pack", "verify", "rehydrate", "report", "remove", "audit", "serve",
-                  "download", "search"},  # they run no model (retry-failed: the build's own, checked by build)
-    "unwritable": {"scan", "detect", "verify", "search"},  # they write nothing (search: its index falls back)
+                  "download", "search", "duplicates"},  # they run no model (retry-failed: the build's own)
+    # they write nothing (search: its index falls back to the user's cache)
+    "unwritable": {"scan", "detect", "verify", "search", "duplicates"},
     # retry-failed reads the build's own files (.work/build.json, shards): their loaders' tests; demo reads nothing
     "undecodable": {"retry-failed", "demo"},
 }

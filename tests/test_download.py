@@ -186,7 +186,11 @@ def test_dry_run_and_verify_only(mirror, tmp_path):
     result, server = run(tmp_path / "copy", mirror, "--dry-run")
     assert result.exit_code == 0 and server.requests == [] and "metainfo.zip" in result.output
     assert "planned" in result.output and not (tmp_path / "copy").exists()
-    result, _ = run(tmp_path / "copy", mirror, "--verify-only")
+    result, _ = run(tmp_path / "copy", mirror, "--verify-only")  # nothing there: no copy to verify, bad input
+    assert result.exit_code == 2 and "no file of the manifest is there" in result.output
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "metainfo.zip").write_bytes((mirror[1] / "metainfo.zip").read_bytes())
+    result, _ = run(tmp_path / "copy", mirror, "--verify-only")  # a copy, incomplete: the check fails
     assert result.exit_code == 1 and "not downloaded" in result.output
 
 

@@ -179,7 +179,7 @@ def duplicates(dataset: Path, as_json: bool, threshold: Optional[int]) -> None:
       fdf-build duplicates data/fdf_rebuild --json | jq -c 'select(.splits | length > 1)'
     """
     from ..dataset.duplicates import find_duplicates
-    from ..dataset.metainfo import read_metainfo
+    from ..dataset.metainfo import metainfo_records
     from ..dedup import THRESHOLD
 
     with Bars() as bars:
@@ -192,7 +192,7 @@ def duplicates(dataset: Path, as_json: bool, threshold: Optional[int]) -> None:
     click.echo(f"{len(groups):,} group(s) of near-identical faces ({sum(len(g.faces) for g in groups):,} faces); "
                f"{spanning:,} span train and val")
     wanted = {split for g in groups for split, _ in g.faces}
-    records = {split: read_metainfo(dataset / split) for split in wanted}
+    records = {split: metainfo_records(dataset / split) for split in wanted}
     for k, group in enumerate(groups, 1):
         click.echo(f"group {k}: {len(group.faces)} faces, up to {group.distance} bits apart")
         for split, n in group.faces:

@@ -1,0 +1,61 @@
+"""CI runs what the README says, and installs what the suite passed on.
+
+.ci/run runs the README's first two ```bash blocks as written (read by .ci/readme-command), and installs against
+.ci/constraints.txt (the lock). A lock that setup.cfg's ranges no longer admit would fail CI's install on a new
+machine, with no test to say why: this says it here, with the command that refreshes it."""
+
+import configparser
+import re
+import subprocess
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from .conftest import REPO
+
+CI = REPO / ".ci"
+
+
+def readme_command(n: int) -> str:
+    result = subprocess.run(["bash", str(CI / "readme-command"), str(n)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_ci_runs_the_readme_demo_then_the_readme_tests_as_written():
+    first, second = readme_command(1), readme_command(2)
+    assert "pip install -e ." in first and first.endswith("/fdf-build demo --out data/demo"), first  # the console script
+    assert '".[test,reference,serve]"' in second and second.endswith("python -m pytest"), second
+    run = (CI / "run").read_text()
+    assert re.search(r'for n in 1 2; do\n\s+command=\$\(\.ci/readme-command "\$n"\)', run), run
+    assert 'PIP_CONSTRAINT=$lock bash -euo pipefail -c "$command"' in run
+
+
+def locked() -> dict:
+    pins = {}
+    for line in (CI / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def test_the_lock_pins_every_dependency_ci_installs_within_setup_cfg_ranges():
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    lines = setup["options"]["install_requires"].splitlines()
+    for extra in ("test", "reference", "serve"):  # what the README's second command installs
+        lines += setup["options.extras_require"][extra].splitlines()
+    pins = locked()
+    stale = []
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        version = pins.get(canonicalize_name(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            stale.append(f"{requirement} (locked: {version})")
+    assert not stale, f"setup.cfg asks what .ci/constraints.txt does not pin: {stale}; refresh it with .ci/lock"
+    # torch from the machine's local wheels; the lock keeps CI on them
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
