@@ -2,6 +2,7 @@
 offline demo's dataset. Skips, saying why, where no browser is installed; .ci/run installs one."""
 
 import json
+import shutil
 import subprocess
 import sys
 
