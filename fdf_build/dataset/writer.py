@@ -208,9 +208,11 @@ def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], b
 
 
 def write_attributes(split_dir: Path, records: list[dict]) -> None:
-    """``attributes/<n>.json`` per face (FFHQ-Features layout) and all of them in ``attributes.jsonl``."""
+    """``attributes/<n>.json`` per face (FFHQ-Features layout) and all of them in ``attributes.jsonl``, their keys in
+    FFHQ-Features' order (``image`` first in the jsonl)."""
     folder = Path(split_dir) / "attributes"
     folder.mkdir(exist_ok=True)
     for n, record in enumerate(records):
-        write_json(folder / f"{n}.json", record)
-    atomic_write(Path(split_dir) / "attributes.jsonl", jsonl({"image": n, **r} for n, r in enumerate(records)))
+        write_json(folder / f"{n}.json", record, sort_keys=False)
+    atomic_write(Path(split_dir) / "attributes.jsonl",
+                 jsonl(({"image": n, **r} for n, r in enumerate(records)), sort_keys=False))

