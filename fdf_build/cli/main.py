@@ -21,8 +21,7 @@ def cli(verbose: bool) -> None:
 
 for command in (build.scan, build.build, build.retry_failed, build.demo, build.detect, dataset.pack, dataset.verify,
                 dataset.rehydrate, dataset.attributes, features.features, dataset.duplicates, dataset.report,
-                privacy.remove, privacy.audit,
-                privacy.serve):
+                privacy.remove, privacy.audit, privacy.serve):
     cli.add_command(command)
 cli.add_command(download.download_command, name="download")
 cli.add_command(search_command, name="search")
