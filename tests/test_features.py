@@ -178,12 +178,21 @@ def test_no_face_empty_and_unreadable_images(tmp_path):
     shutil.copy(FACES / "skimage_chelsea_noface.png", folder / "cat.png")
     cv2.imwrite(str(folder / "sub" / "blank.png"), np.full((300, 400, 3), 128, np.uint8))
     (folder / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    result = CliRunner().invoke(cli, ["features", str(folder), "--out", str(tmp_path / "json"), "--workers", "1"])
+    # a face filling the whole frame: the labelled face cut to 90% of the box the records give it (x2: 256 px)
+    box = labels()["daps_00001"]["faceRectangle"]
+    x, y, side = box["left"] * 2, box["top"] * 2, box["width"] * 2
+    face = cv2.imread(str(LABELLED / "daps_00001.png"))[y + side // 20:y + side - side // 20,
+                                                          x + side // 20:x + side - side // 20]
+    cv2.imwrite(str(folder / "close-up.png"), face)
+    result = CliRunner().invoke(cli, ["features", str(folder), "--out", str(tmp_path / "json"), "--workers", "1",
+                                      "--no-parsing"])
     assert result.exit_code == 2, result.output  # an image that does not read is bad input; the rest is written
     assert json.loads((tmp_path / "json" / "cat.json").read_text()) == []
     assert json.loads((tmp_path / "json" / "blank.json").read_text()) == []
+    (close_up,) = json.loads((tmp_path / "json" / "close-up.json").read_text())
+    assert close_up["faceRectangle"]["width"] >= 0.8 * face.shape[1] and close_up["faceAttributes"]["age"] > 13
     assert not (tmp_path / "json" / "broken.json").exists()
-    assert "3 images: 2 written" in result.output and "2 images without a face" in result.output
+    assert "4 images: 3 written" in result.output and "2 images without a face" in result.output
     assert "broken.jpg" in result.output and "1 image(s) could not be read" in result.output
 
 
