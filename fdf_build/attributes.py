@@ -230,7 +230,7 @@ def read_records(split_dir: Path) -> dict[str, FaceRecord]:
 
 
 def annotate_split(split_dir: Path, models: AttributeModels, *, progress=None) -> int:
-    """Compute every face's attributes in one split and write them (``attributes/<n>.json`` and ``attributes.jsonl``)."""
+    """Compute every face's attributes in one split and write them (``attributes/<n>.json``, ``attributes.jsonl``)."""
     from .dataset.layout import load_array, read_image
     from .dataset.writer import write_attributes
 

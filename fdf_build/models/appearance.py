@@ -12,11 +12,13 @@ thresholds sit in the wide gaps measured on the labelled faces (``benchmarks/att
   0.67-1.19, none 0.004 at most) and glasses, each with the network's mean probability over its pixels, in the
   cloud API's order (headwear, glasses, mask). Masks are not detected.
 * ``hair``: over the crown (the top of the head above the mesh's forehead), ``bald`` is the share of skin among
-  hair and skin, ``invisible`` means a hat covers most of it; ``hairColor`` ranks the six names by the hair pixels' colour.
+  hair and skin, ``invisible`` means a hat covers most of it; ``hairColor`` ranks the six names by the hair
+  pixels' colour.
 * ``occlusion``: the parser does not see the part where the mesh puts it: the lips (lips and mouth under
   ``MOUTH_SEEN`` of the mesh's lip outline: 0.00 behind a hand, 0.55 and up otherwise), an eye (over half of its
-  outline something other than the face's own classes: a closed eye is skin, glasses are glasses), the forehead (hat, cloth or background over half of it; hair is not an
-  occluder: the records call fringes over the forehead unoccluded, 2 of 2).
+  outline something other than the face's own classes: a closed eye is skin, glasses are glasses), the forehead
+  (hat, cloth or background over half of it; hair is not an occluder: the records call fringes over the forehead
+  unoccluded, 2 of 2).
 * ``makeup``: the lips' redness against the cheeks (``lipMakeup``; and, for adult women by the age and gender
   nets, ``eyeMakeup``); ``facialHair.beard``: the chin's texture against the cheeks, for men. Thresholds and maps
   fitted on the labelled faces, chosen and scored leave-one-out by the benchmark.
