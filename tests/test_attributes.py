@@ -196,7 +196,7 @@ def test_attributes_command_and_model_fields(tmp_path):
         assert re.fullmatch(r"[0-9a-f-]{36}", record["faceId"])
     card = (root / "README.md").read_text()  # the attributes run rewrote the dataset card
     assert f"for {len(load_metainfo(root / 'train')):,} train, {len(load_metainfo(root / 'val')):,} val faces" in card
-    assert "- age, gender: age-v1.onnx" in card
+    assert "- gender, age: age-v1.onnx" in card  # FFHQ-Features order
     model = _toy_model(tmp_path / "toy.onnx")
     result = CliRunner().invoke(cli, ["attributes", str(root), "--attribute-model", str(model)])
     assert result.exit_code == 0, result.output
