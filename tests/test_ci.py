@@ -25,7 +25,7 @@ def readme_command(n: int) -> str:
 def test_ci_runs_the_readme_demo_then_the_readme_tests_as_written():
     first, second = readme_command(1), readme_command(2)
     assert "pip install -e ." in first and first.endswith("/fdf-build demo --out data/demo"), first  # the console script
-    assert '".[test,reference,serve]"' in second and second.endswith("python -m pytest"), second
+    assert '".[test,reference,serve,parsing]"' in second and second.endswith("python -m pytest"), second
     run = (CI / "run").read_text()
     assert re.search(r'for n in 1 2; do\n\s+command=\$\(\.ci/readme-command "\$n"\)', run), run
     assert 'PIP_CONSTRAINT=$lock bash -euo pipefail -c "$command"' in run
@@ -44,7 +44,7 @@ def test_the_lock_pins_every_dependency_ci_installs_within_setup_cfg_ranges():
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
     lines = setup["options"]["install_requires"].splitlines()
-    for extra in ("test", "reference", "serve"):  # what the README's second command installs
+    for extra in ("test", "reference", "serve", "parsing"):  # what the README's second command installs
         lines += setup["options.extras_require"][extra].splitlines()
     pins = locked()
     stale = []
