@@ -170,6 +170,9 @@ WALK = {
                                       w.weights),
     ("demo", "unwritable"): lambda w: (["demo", "--out", UNWRITABLE], 1, UNWRITABLE),
     ("detect", "undecodable"): lambda w: (["detect", w.tsv], 2, w.tsv),
+    ("features", "missing dataset"): lambda w: (["features", w.empty, "--out", w.empty / "o"], 2, w.empty),
+    ("features", "undecodable"): lambda w: (["features", w.tsv, "--out", w.empty / "o", "--no-parsing"], 2, w.tsv),
+    ("features", "unwritable"): lambda w: (["features", w.jpeg, "--out", UNWRITABLE / "o"], 1, UNWRITABLE),
     ("detect", "bad model"): lambda w: (["detect", w.jpeg, "--keypoints", "keypointrcnn", "--weights-dir",
                                          w.weights], 2, w.weights),
     ("pack", "missing dataset"): lambda w: (["pack", w.empty, "--out", w.empty / "m"], 2, w.empty),
@@ -217,7 +220,8 @@ WALK = {
 NOT_MET = {
     "missing dataset": {"scan", "build", "demo", "detect"},  # no dataset among their inputs (a missing FILE: click)
     "bad model": {"scan", "retry-failed", "pack", "verify", "rehydrate", "report", "remove", "audit", "serve",
-                  "download", "search", "duplicates"},  # they run no model (retry-failed: the build's own)
+                  "download", "search", "duplicates",
+                  "features"},  # they run no model (retry-failed: the build's own; features: no model option)
     # they write nothing (search: its index falls back to the user's cache)
     "unwritable": {"scan", "detect", "verify", "search", "duplicates"},
     # retry-failed reads the build's own files (.work/build.json, shards): their loaders' tests; demo reads nothing

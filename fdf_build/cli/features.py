@@ -48,4 +48,5 @@ def features(images: tuple[str, ...], out: Path, workers: Optional[int], min_fac
         echo_counter("skipped", dict(summary.skipped))
         for example in summary.examples.values():
             click.echo(f"  e.g. {example}", err=True)
-        raise BadInput(f"{sum(summary.skipped.values())} image(s) could not be read (the others are written)")
+        raise BadInput(f"{sum(summary.skipped.values())} image(s) could not be read (the others are written), e.g. "
+                       f"{next(iter(summary.examples.values()))}")
