@@ -221,22 +221,16 @@ def record(annotation: dict, *, face_id_: Optional[str], original_box: Optional[
     return face_record(annotation, face_id=face_id_, rectangle=face_rectangle(original_box) if original_box else None)
 
 
-def read_records(split_dir: Path) -> dict[str, FaceRecord]:
-    """A split's metainfo as typed records (a malformed or missing file is a ``layout.DatasetError``)."""
-    from .dataset.layout import load_metainfo
-
-    return {key: FaceRecord.from_json(key, entry, split=Path(split_dir).name)
-            for key, entry in load_metainfo(split_dir).items()}
-
-
 def annotate_split(split_dir: Path, models: AttributeModels, *, progress=None) -> int:
     """Compute every face's attributes in one split and write them (``attributes/<n>.json``, ``attributes.jsonl``)."""
-    from .dataset.layout import load_array, read_image
+    from .dataset.layout import read_image
+    from .dataset.loaders import load_array
+    from .dataset.metainfo import read_metainfo
     from .dataset.writer import write_attributes
 
     split_dir = Path(split_dir)
-    meta = read_records(split_dir)
-    boxes = load_array(split_dir, "bounding_box.npy")
+    meta = read_metainfo(split_dir)
+    boxes = load_array(split_dir, "bounding_box.npy", shape=(len(meta), 4))
     records = []
     for start in range(0, len(meta), BATCH):
         numbers = range(start, min(len(meta), start + BATCH))

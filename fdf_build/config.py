@@ -31,8 +31,8 @@ EXECUTORS = ("local", "ray")
 #: Settings that never change a build's shards (where it goes, how fast and where it runs, what the merge leaves
 #: out), and the metadata file and blocklist, which enter a build's identity by their content (fdf_build.identity),
 #: not their path.
-NOT_OUTPUT = ("out", "workers", "per_host", "timeout", "retries", "max_retry_after", "metadata", "base_url",
-              "crawl_date", "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device",
+NOT_OUTPUT = ("out", "workers", "per_host", "timeout", "deadline", "retries", "max_retry_after", "metadata",
+              "base_url", "crawl_date", "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device",
               "batch_size", "blocklist", "dedup")
 
 

@@ -15,3 +15,8 @@ class BadInput(Exception):
 class Stopped(Exception):
     """Work that cannot go on for a reason outside the input (a resume refused for other settings, an extra that
     is not installed, nothing left to fetch from): the message says what to do; exit status 1."""
+
+
+class DatasetError(BadInput):
+    """A dataset whose files cannot be read as the FDF layout (a malformed metainfo, a missing image or array): the
+    message names the file and the problem (``fdf_build.dataset.loaders``)."""

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from .deadline import deadline, expired, mount
 from .errors import BadInput
 from .records import Skip, SkipReason
 
@@ -129,10 +130,9 @@ class RetryBudget:
 
 
 def make_session(pool_size: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    """A pooled session whose requests honour :func:`fdf_build.deadline.deadline` (fetches and downloads)."""
+    session = mount(requests.Session(), HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size,
+                                                    max_retries=0))
     session.headers["User-Agent"] = USER_AGENT
     return session
 
@@ -170,8 +170,9 @@ def with_retries(attempt: Callable[[], T], *, retries: int, backoff: float, max_
 
 class _Failed(AttemptFailed):
     def __init__(self, reason: SkipReason, detail: str, retry_after: Optional[float] = None,
-                 status: Optional[int] = None):
-        super().__init__(detail, retryable=reason in RETRYABLE, retry_after=retry_after)
+                 status: Optional[int] = None, retryable: Optional[bool] = None):
+        super().__init__(detail, retryable=reason in RETRYABLE if retryable is None else retryable,
+                         retry_after=retry_after)
         self.reason, self.detail, self.status = reason, detail, status
 
 
@@ -179,8 +180,10 @@ class _Failed(AttemptFailed):
 class Fetcher:
     """Fetch URLs to bytes; call it from many threads at once.
 
-    ``timeout`` bounds connecting and each read; ``deadline`` bounds a whole
-    attempt, so a server that trickles bytes cannot hold a worker forever.
+    ``timeout`` bounds connecting and each read; ``deadline`` bounds the whole fetch of one URL, its retries
+    and their pauses included, in wall-clock seconds, so a server that trickles bytes (in the headers or the
+    body, in whatever chunks) cannot hold a worker past it. Waits for this fetcher's own politeness (a free
+    per-host slot, the host's rate) are not counted.
     """
 
     session: requests.Session
@@ -220,29 +223,48 @@ class Fetcher:
 
     def _fetch(self, url: str, attempt_once: Callable[[str], bytes]) -> Union[bytes, Skip]:
         host = urlsplit(url).netloc
+        left = [self.deadline]  # seconds of the deadline not spent yet
 
         def attempt() -> bytes:
             with self._slot(url):
                 if self.throttle is not None:
                     self.throttle.wait(host)
+                if left[0] <= 0:
+                    raise self._past_deadline()
+                started = time.monotonic()
                 try:
-                    body = attempt_once(url)
+                    with deadline(left[0]):
+                        body = attempt_once(url)
                 except _Failed as e:
                     if self.throttle is not None and e.status in (429, 503):
                         self.throttle.refused(host, e.retry_after)
                     raise
+                finally:
+                    left[0] -= time.monotonic() - started
                 if self.throttle is not None:
                     self.throttle.served(host)
                 return body
 
+        def pause(seconds: float) -> None:  # a backoff pause counts, and never runs past the deadline
+            seconds = min(seconds, max(0.0, left[0]))
+            self.sleep(seconds)
+            left[0] -= seconds
+
         try:
             return with_retries(attempt, retries=self.retries, backoff=self.backoff,
-                                max_retry_after=self.max_retry_after, sleep=self.sleep, budget=self.budget)
+                                max_retry_after=self.max_retry_after, sleep=pause, budget=self.budget)
         except _Failed as e:
             return Skip(e.reason, e.detail)
 
+    def _past_deadline(self) -> _Failed:
+        return _Failed(SkipReason.HTTP_TIMEOUT, f"not complete within the {self.deadline:g} s deadline",
+                       retryable=False)
+
+    def _failure(self, e: requests.RequestException) -> _Failed:
+        """What a request that raised stands for: the deadline, if it had passed (the watchdog cut it)."""
+        return self._past_deadline() if expired() else _Failed(*request_failure(e))
+
     def _attempt(self, url: str) -> bytes:
-        started = time.monotonic()
         try:
             with self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=True) as response:
                 _check_response(response, ok=(200,))
@@ -254,12 +276,12 @@ class Fetcher:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise _Failed(SkipReason.TOO_LARGE, f"body over {self.max_bytes} bytes")
-                    if time.monotonic() - started > self.deadline:
-                        raise _Failed(SkipReason.HTTP_TIMEOUT, f"no complete body after {self.deadline:.0f} s")
                     chunks.append(chunk)
+                if expired():  # cut at the deadline where the body had no announced end
+                    raise self._past_deadline()
                 return b"".join(chunks)
         except requests.RequestException as e:
-            raise _Failed(*request_failure(e)) from None
+            raise self._failure(e) from None
 
     def _probe_attempt(self, url: str) -> bytes:
         try:
@@ -268,7 +290,7 @@ class Fetcher:
                 _check_response(response, ok=(200, 206))
                 return b""
         except requests.RequestException as e:
-            raise _Failed(*request_failure(e)) from None
+            raise self._failure(e) from None
 
 
 def _check_response(response: requests.Response, *, ok: tuple[int, ...]) -> None:
@@ -318,6 +340,8 @@ class FetchSettings:
     workers: int = 8
     per_host: int = 8
     timeout: float = 20.0
+    #: wall-clock seconds for one photo's whole fetch, retries included
+    deadline: float = 120.0
     retries: int = 3
     max_retry_after: float = 60.0
     #: requests per second to each host (None: unlimited), and retries allowed in all (None: unlimited)
@@ -329,6 +353,7 @@ class FetchSettings:
         checks = [
             (self.workers >= 1 and self.per_host >= 1, "workers and per-host must be >= 1"),
             (self.timeout > 0 and self.retries >= 0, "timeout must be > 0 and retries >= 0"),
+            (self.deadline > 0, "deadline must be > 0"),
             (self.rate is None or self.rate > 0, "rate must be > 0"),
         ]
         for ok, message in checks:
@@ -340,6 +365,7 @@ class FetchSettings:
         return Fetcher(
             make_session(self.workers),
             timeout=self.timeout,
+            deadline=self.deadline,
             retries=self.retries,
             max_retry_after=self.max_retry_after,
             per_host=self.per_host,

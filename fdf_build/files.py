@@ -2,21 +2,29 @@
 
 A file is written to a temp file in its own directory, fsynced and ``os.replace``-d
 over its name (:func:`atomic_write`, :func:`replacing`); a directory is assembled
-beside its final place and swapped in with two renames (:func:`swap_in`); a
+beside its final place and exchanged with it in one rename (:func:`swap_in`); a
 journal line is appended and fsynced, with its directory entry the first time
 (:func:`appending`). Modes are what ``open()`` and ``mkdir()`` would give, not
 the private ones ``mkstemp`` makes, because datasets are shared.
+
+What a killed command leaves behind has names this module gives, so the next command can find it and
+clear it (:func:`clear_leftovers`): temp files ``.NAME.XXXX.tmp``, staging folders ``.staging-PURPOSE-XXXX``
+and, where the file system cannot exchange two folders, a swapped-out ``.NAME.old``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Union
+
+from .errors import DatasetError
 
 try:
     import fcntl
@@ -32,12 +40,13 @@ def _current_umask() -> int:
 
 _UMASK = _current_umask()
 FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
+STAGING, TEMP_SUFFIX = ".staging-", ".tmp"
 
 
 def temp_beside(path: Union[str, Path]) -> Path:
     """A new empty temp file in ``path``'s directory (raises ``OSError`` where that cannot be written)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     return Path(tmp)
 
@@ -93,9 +102,24 @@ def jsonl(rows: Iterable[dict], *, ensure_ascii: bool = True, sort_keys: bool = 
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            yield json.loads(line)
+    """The objects of a ``.jsonl`` file this project wrote, one a line; a line that is not one is a
+    :class:`~fdf_build.errors.DatasetError` naming the file and the line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except (ValueError, RecursionError) as e:
+                    raise DatasetError(f"{path}: line {number} is not JSON ({e})") from None
+                if not isinstance(row, dict):
+                    raise DatasetError(f"{path}: line {number} is a JSON {type(row).__name__}, not an object")
+                yield row
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot be read ({e})") from None
 
 
 @contextmanager
@@ -138,20 +162,87 @@ def scratch(directory: Path):
     return tempfile.TemporaryFile(dir=directory)
 
 
-def new_staging_dir(parent: Path, prefix: str) -> Path:
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+def new_staging_dir(parent: Path, purpose: str) -> Path:
+    """A new empty folder ``parent/.staging-PURPOSE-XXXX``: what :func:`clear_leftovers` clears if its command dies."""
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f"{STAGING}{purpose.strip('.-')}-"))
     staging.chmod(DIR_MODE)
     return staging
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if os.name == "posix" else None
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap paths ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``); ``OSError`` where the
+    system or file system cannot (then nothing changed)."""
+    if _renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a))
+
+
+def old_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
 def swap_in(staging: Path, final: Path) -> None:
-    """Replace directory ``final`` by ``staging``: two renames, so readers see the old or the new one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
+    """Put directory ``staging`` in place of ``final``: readers see the old folder or the new one, never none.
+
+    Where the file system can, the two are exchanged in one rename and the old one, now at ``staging``, is
+    removed; elsewhere it takes two renames, through ``.FINAL.old``, and a command killed between them leaves
+    ``final`` missing until :func:`clear_leftovers` puts the old one back.
+    """
+    if not final.exists():
+        os.replace(staging, final)
+        return
+    try:
+        exchange(staging, final)
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EXDEV):
+            raise
+    else:
+        shutil.rmtree(staging)
+        return
+    old = old_name(final)
+    if old.exists():
         shutil.rmtree(old)
+    os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old)
+
+
+def clear_leftovers(directory: Path, *, keep: Callable[[str], bool] = lambda name: False) -> list[str]:
+    """Clear what killed commands left in ``directory`` (not below it); returns the names cleared.
+
+    A ``.NAME.old`` goes back to ``NAME`` where ``NAME`` is missing (a swap killed halfway is undone), else it
+    is removed; staging folders and temp files are removed, but those whose name ``keep`` is true for.
+    Call it only while holding the lock of whatever writes there (:mod:`fdf_build.lock`).
+    """
+    directory = Path(directory)
+    cleared = []
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
+        return cleared
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(".") or keep(name):
+            continue
+        path = Path(entry.path)
+        if name.endswith(".old") and entry.is_dir(follow_symlinks=False):
+            final = path.with_name(name[1:-4])
+            if final.exists():
+                shutil.rmtree(path)
+            else:
+                os.replace(path, final)
+        elif name.startswith(STAGING) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path)
+        elif name.endswith(TEMP_SUFFIX) and entry.is_file(follow_symlinks=False):
+            os.unlink(path)
+        else:
+            continue
+        cleared.append(name)
+    return cleared

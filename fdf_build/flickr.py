@@ -54,26 +54,38 @@ def canonical_nsid(nsid: str) -> str:
     every comparison uses (search, removal, blocklists), so a lower-case ``@n`` never lets a face through."""
     number, at, suffix = nsid.strip().rpartition("@")
     return f"{number}@{suffix.upper()}" if at else nsid.strip()
+#: Flickr's ids are 64-bit integers (11 digits today); more digits are not a photo id
+MAX_ID_DIGITS = 19
 
 
 def parse_ids(lines: Iterable[str]) -> tuple[set[str], set[int]]:
     """(NSIDs, photo ids) of a blocklist-style file: one a line, ``#`` comments, all-digit entries are photo ids.
 
-    NSIDs come back in :func:`canonical_nsid` form."""
+    NSIDs come back in :func:`canonical_nsid` form. A line that cannot be either (a control character, a photo id
+    beyond 64 bits) is a ``ValueError`` naming it.
+    """
     nsids, photo_ids = set(), set()
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         entry = line.split("#", 1)[0].strip()
-        if entry.isdigit():
+        if entry.isascii() and entry.isdigit():
+            if len(entry.lstrip("0")) > MAX_ID_DIGITS or int(entry) >= 1 << 63:
+                raise ValueError(f"line {number}: {entry[:30]}... is not a photo id (beyond 64 bits)")
             photo_ids.add(int(entry))
         elif entry:
+            if not entry.isprintable() or any(c.isspace() for c in entry):
+                raise ValueError(f"line {number}: {entry[:30]!r} is neither an NSID nor a photo id")
             nsids.add(canonical_nsid(entry))
     return nsids, photo_ids
 
 
 def read_ids(path: Union[str, Path]) -> tuple[set[str], set[int]]:
-    """:func:`parse_ids` of a file (a blocklist, ``--nsid-file``); one that is not UTF-8 text is bad input."""
+    """:func:`parse_ids` of a file (a blocklist, ``--nsid-file``); one that is not a text file of ids is bad input."""
     try:
         with open(path, encoding="utf-8") as f:
             return parse_ids(f)
     except UnicodeDecodeError as e:
         raise BadInput(f"{path}: not a text file of NSIDs and photo ids (byte {e.start} is not UTF-8)") from None
+    except ValueError as e:
+        raise BadInput(f"{path}: not a file of NSIDs and photo ids ({e})") from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot be read ({e.strerror})") from None

@@ -35,7 +35,8 @@ class Fault:
     with ``retry_after`` as a header if set), ``stall`` (wait before answering),
     ``cut`` (announce the full length, send half, close), ``short`` (a complete
     response whose body is the first half of the file), ``pause`` (send half
-    the body, wait, send the rest).
+    the body, wait, send the rest), ``drip`` (send the body one byte every
+    ``seconds``), ``drip-head`` (send the status line and headers so).
 
     A wait lasts ``seconds``, or, given ``release``, until that event is set (at
     most ``seconds`` if set, else the server's ``max_seconds``): tests release
@@ -77,6 +78,8 @@ class LocalServer:
 
     def __post_init__(self):
         self.requests: list[tuple[str, float]] = []
+        #: paths whose drip the client hung up on before its end
+        self.hung_up: list[str] = []
         self.range_headers: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
@@ -146,6 +149,8 @@ def _handler_for(server: LocalServer):
                 return self._send(body.status, b"", {"Location": body.location})
             if fault is not None and fault.kind == "short":
                 body = body[: len(body) // 2]
+            if fault is not None and fault.kind in ("drip", "drip-head") and self.command == "GET":
+                return self._drip(path, body, fault)
             if fault is not None and fault.kind in ("cut", "pause") and self.command == "GET":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -159,6 +164,23 @@ def _handler_for(server: LocalServer):
                     self.close_connection = True
                 return
             self._send_range_or_body(body)
+
+        def _drip(self, path: str, body: bytes, fault: Fault) -> None:
+            """Send slowly, a byte every ``fault.seconds``, until done or the client hangs up (noted in ``hung_up``)."""
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            slow, rest = (head, body) if fault.kind == "drip-head" else (body, b"")
+            self.close_connection = True
+            try:
+                if fault.kind == "drip":
+                    self.wfile.write(head)
+                for i in range(len(slow)):
+                    self.wfile.write(slow[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(fault.seconds)
+                self.wfile.write(rest)
+            except OSError:  # the client hung up before the end
+                with server._lock:
+                    server.hung_up.append(path)
 
         def do_HEAD(self):  # noqa: N802 - what GET would answer, headers only (body faults do not apply)
             self.do_GET()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
-import json
 import logging
 import shutil
 from collections import Counter
@@ -24,12 +23,13 @@ from . import dedup, identity
 from .card import write_card
 from .config import BuildConfig, BuildError
 from .dataset.layout import WORK_DIR
+from .dataset.loaders import as_mapping, load_json, read_build_state
 from .dataset.writer import ShardWriter, completed_stats, merge_shards, staged_records, write_geometry
-from .errors import BadInput
+from .errors import BadInput, DatasetError
 from .files import write_json
 from .models.stack import check_models, weights_files
 from .privacy.index import index_dataset
-from .privacy.removal import dataset_lock, recover, removals
+from .privacy.removal import LiveRemovals, changing, removals
 from .records import Photo, RunCounts, SkipReason
 from .shard import Progress, Stages, run_shard, run_shards_locally
 from .sources.filters import Blocklist, Eligibility, resolve_licenses
@@ -94,14 +94,14 @@ def _prepare_work_dir(config: BuildConfig) -> tuple[Path, str, Blocklist]:
     state_path = work / "build.json"
     current = identity.build_identity(config.output_settings(), config.metadata,
                                       Blocklist.from_file(config.blocklist), weights_files(config))
-    if not state_path.exists():
+    state = read_build_state(work)
+    if state is None:
         work.mkdir(parents=True, exist_ok=True)
         crawl_date = config.crawl_date or _dt.datetime.now(_dt.timezone.utc).date().isoformat()
         write_json(state_path, {"identity": current,
                                 "blocklist": current["blocklist"], "crawl_date": crawl_date,
                                 "config": config.to_json()})
         return work, crawl_date, Blocklist.from_file(config.blocklist)
-    state = json.loads(state_path.read_text())
     started = state.get("identity")
     if started is None:
         changed = ["it was started by an older fdf_build, which did not record its inputs"]
@@ -117,9 +117,14 @@ def _prepare_work_dir(config: BuildConfig) -> tuple[Path, str, Blocklist]:
     return work, config.crawl_date or state["crawl_date"], identity.blocklist_from_entries(started["blocklist"])
 
 
-def discard_work(out: Path) -> None:
-    """Forget the shards of an earlier run (``--restart``); the finished splits stay until the new merge."""
-    shutil.rmtree(Path(out) / WORK_DIR, ignore_errors=True)
+def run_build(config: BuildConfig, progress: Optional[Progress] = None, *, restart: bool = False) -> Summary:
+    """Build (or resume) the dataset ``config.out``, holding its lock from the first shard to the merge;
+    ``restart`` discards the shards of an earlier run first."""
+    check_models(config)
+    with changing(Path(config.out), "fdf-build build"):
+        if restart:  # forget the shards of an earlier run; the finished splits stay until the new merge
+            shutil.rmtree(Path(config.out) / WORK_DIR, ignore_errors=True)
+        return _build_locked(config, progress or (lambda stage, n: None))
 
 
 def _chunks(items: Iterator[Eligible], size: int) -> Iterator[list[Eligible]]:
@@ -127,18 +132,15 @@ def _chunks(items: Iterator[Eligible], size: int) -> Iterator[list[Eligible]]:
         yield chunk
 
 
-def run_build(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
-    progress = progress or (lambda stage, n: None)
-    check_models(config)
+def _build_locked(config: BuildConfig, progress: Progress) -> Summary:
     work, crawl_date, started_with = _prepare_work_dir(config)
     summary = Summary()
     scan_summary = ScanSummary()
     shard_dirs = []
-    now = Blocklist.from_file(config.blocklist)
     # never fetched, though the shards keep the photos the build started with: blocklisted since it started, or
-    # removed from the dataset (a --restart over a removal must not fetch and cut the removed faces again)
-    not_fetched = (Blocklist(now.nsids - started_with.nsids, now.photo_ids - started_with.photo_ids)
-                     | removals(Path(config.out)))
+    # removed from the dataset (a --restart over a removal must not fetch and cut the removed faces again);
+    # read again as the build goes, so a removal made meanwhile stops it taking that owner's photos
+    not_fetched = LiveRemovals(Path(config.out), config.blocklist)
 
     def pending() -> Iterator[tuple[list[Photo], Path]]:
         """Shards still to build, in order; completed ones are counted and skipped on the way."""
@@ -179,8 +181,7 @@ def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Su
     face of each group of near-duplicates (:func:`near_duplicate_copies`).
     """
     out = Path(config.out)
-    with dataset_lock(out):
-        recover(out)  # an interrupted removal first: its journal must not later swap over this merge
+    with changing(out, "fdf-build merge"):  # held since the build began: taken again, it settles nothing new
         blocked = never_again(config)
         copies = set()
         if config.dedup:
@@ -193,7 +194,11 @@ def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Su
             left_out[reason] += 1
             return reason is not None
 
-        summary.splits = merge_shards(shard_dirs, out, val_fraction=config.val_fraction, exclude=exclude)
+        try:
+            summary.splits = merge_shards(shard_dirs, out, val_fraction=config.val_fraction, exclude=exclude)
+        except FileNotFoundError as e:  # a shard's face deleted by hand: that shard cannot be merged
+            raise DatasetError(f"{e.filename}: missing, so its shard cannot be merged; delete that shard's folder "
+                               "and run the build again to redo it") from None
         del left_out[None]
         summary.faces.update(left_out)
         write_geometry(out, config.geometry)
@@ -231,10 +236,10 @@ TRANSIENT = tuple(r.value for r in (SkipReason.HTTP_SERVER_ERROR, SkipReason.HTT
 
 def load_saved_config(out: Path, **overrides) -> BuildConfig:
     """The settings a build in ``out`` was made with (``OUT/.work/build.json``), with network overrides."""
-    state = Path(out) / WORK_DIR / "build.json"
-    if not state.is_file():
-        raise BadInput(f"{out} holds no build (no {state})")
-    data = json.loads(state.read_text())["config"]
+    state = read_build_state(Path(out) / WORK_DIR)
+    if state is None:
+        raise BadInput(f"{out} holds no build (no {Path(out) / WORK_DIR / 'build.json'})")
+    data = dict(state["config"])
     data["out"] = str(out)  # where the build is now: it may have been moved or copied since
     data.update({k: v for k, v in overrides.items() if v is not None})
     return BuildConfig.from_json(data)
@@ -242,16 +247,21 @@ def load_saved_config(out: Path, **overrides) -> BuildConfig:
 
 def retry_failed(config: BuildConfig, progress: Optional[Progress] = None) -> Summary:
     """Re-process the photos of a finished build that failed for transient reasons, then merge again."""
-    progress = progress or (lambda stage, n: None)
     check_models(config)
+    with changing(Path(config.out), "fdf-build retry-failed"):
+        return _retry_locked(config, progress or (lambda stage, n: None))
+
+
+def _retry_locked(config: BuildConfig, progress: Progress) -> Summary:
     work, crawl_date, _ = _prepare_work_dir(config)
     previous = Path(config.out) / "stats.json"
     if not previous.is_file():
         raise BuildError(f"the build in {config.out} has not finished: re-run `fdf-build build` to resume it first")
     stages = Stages.from_config(config)
-    summary = Summary(selection=json.loads(previous.read_text())["selection"])
+    summary = Summary(selection=dict(as_mapping(load_json(previous, "a build's stats"), previous,
+                                                "a build's stats").get("selection") or {}))
     shard_dirs = sorted(work.glob("shard_*"))
-    blocked = never_again(config)  # never fetch a removed owner's photo again
+    blocked = LiveRemovals(Path(config.out), config.blocklist)  # never fetch a removed owner's photo again
     for shard_dir in shard_dirs:
         writer = ShardWriter(shard_dir, detector=stages.detector.name, crawl_date=crawl_date, reopen=True)
         photos = writer.take_photos(TRANSIENT, unless=blocked.__contains__)

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
-import operator
 import shutil
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -39,6 +37,7 @@ from urllib.parse import urlsplit
 
 from .dataset.archive import image_md5s, md5_file
 from .dataset.layout import IMAGE_MD5S, dataset_splits, load_metainfo, split_dirs, verify_dataset
+from .dataset.loaders import as_mapping, load_json
 from .dataset.published import (Geometry, PhotoJob, PublishedFace, RehydrateError, find_in_yfcc, group_by_photo,
                                 load_geometry, published_faces)
 from .dataset.writer import encode_png
@@ -48,7 +47,7 @@ from .files import appending, atomic_write, jsonl, write_json
 from .privacy import audit
 from .card import write_card
 from .privacy.index import index_dataset
-from .privacy.removal import BLOCKLIST, plan_removal, recover, remove_faces
+from .privacy.removal import LiveRemovals, changing, plan_removal, remove_faces
 from .records import RunCounts, Skip, SkipReason
 from .sources.filters import Blocklist
 
@@ -160,12 +159,14 @@ class Journal:
         self.rows: dict[int, dict] = {}
         stamp = state / "metainfo.sha256"
         if stamp.is_file() and stamp.read_text().strip() == fingerprint and self.path.is_file():
-            with open(self.path, encoding="utf-8") as f:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     try:
                         row = json.loads(line)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         break  # the line a killed run was writing
+                    if not isinstance(row, dict) or type(row.get("photo_id")) is not int:
+                        break  # not a row of ours: what follows is redone
                     self.rows[row["photo_id"]] = row
         else:
             state.mkdir(parents=True, exist_ok=True)
@@ -217,28 +218,26 @@ class RehydrateSummary(RunCounts):
     complete: bool = False
 
 
-def _blocklist(config: RehydrateConfig) -> Blocklist:
-    """The user's blocklist and the dataset's own (what earlier removals added), together."""
-    paths = (config.blocklist, config.dataset / BLOCKLIST)
-    lists = (Blocklist.from_file(p) for p in paths if p and Path(p).is_file())
-    return functools.reduce(operator.or_, lists, Blocklist())
-
-
 def _is_blocked(job: PhotoJob, blocklist: Blocklist) -> bool:
     return any(blocklist.blocks(f.user_nsid, job.photo_id) for f in job.faces)
 
 
 def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> RehydrateSummary:
     """Fetch and recut every face of ``config.dataset`` that has no image yet, then take out what cannot stay."""
-    progress = progress or (lambda stage, n: None)
     root = Path(config.dataset)
     dataset_splits(root)
-    recover(root)  # a removal a crash interrupted is finished (or undone) before anything is read
+    with changing(root, "fdf-build rehydrate"):  # what a killed command left is finished first
+        return _rehydrate_locked(config, root, progress or (lambda stage, n: None))
+
+
+def _rehydrate_locked(config: RehydrateConfig, root: Path, progress: Progress) -> RehydrateSummary:
     state = root / STATE_DIR
     if (state / COMMIT).is_file():
-        return _commit(root, json.loads((state / COMMIT).read_text()))  # the fetching is done; finish the removals
+        return _commit(root, dict(as_mapping(load_json(state / COMMIT, "a rehydration plan"), state / COMMIT,
+                                             "a rehydration plan")))  # the fetching is done; finish the removals
     if (root / SUMMARY).is_file() and not state.exists() and not any(verify_dataset(root).values()):
-        done = RehydrateSummary.from_dict(json.loads((root / SUMMARY).read_text()))
+        done = RehydrateSummary.from_dict(dict(as_mapping(load_json(root / SUMMARY, "a rehydration summary"),
+                                                          root / SUMMARY, "a rehydration summary")))
         # a finished run, read back: nothing is fetched now, it was all done before
         done.photos["resumed"] += done.photos.pop("fetched", 0) + done.photos.pop("already_there", 0)
         return done
@@ -247,7 +246,9 @@ def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> R
     for split, directory in split_dirs(root):
         (directory / "images").mkdir(exist_ok=True)
     journal = Journal(state, _fingerprint(root))
-    blocklist = _blocklist(config)
+    # the dataset's removals and the user's blocklist, read again before each photo is fetched
+    live = LiveRemovals(root, config.blocklist)
+    blocklist = live.current()
     summary = RehydrateSummary()
     try:
         todo = []
@@ -271,6 +272,8 @@ def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> R
         fetcher = config.fetcher()
 
         def work(job: PhotoJob) -> dict:
+            if _is_blocked(job, live.current()):
+                return _outcome(job, BLOCKLISTED, "removed while the rehydration ran")
             return rehydrate_photo(job, fetcher, geometry, root, config.base_url)
 
         with ThreadPoolExecutor(config.workers, thread_name_prefix="rehydrate") as pool:
@@ -280,7 +283,7 @@ def rehydrate(config: RehydrateConfig, progress: Optional[Progress] = None) -> R
                 progress("photos", 1)
     finally:
         journal.close()
-    plan = _plan(root, config, jobs, journal.rows, blocklist, summary)
+    plan = _plan(root, config, jobs, journal.rows, live.current(), summary)
     if not plan["complete"]:
         return RehydrateSummary.from_dict(plan["summary"])
     write_json(state / COMMIT, plan)

@@ -20,12 +20,13 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .attributes import read_records
 from .card import facts as card_facts
 from .dataset.duplicates import find_duplicates
-from .dataset.layout import PHASH, dataset_splits, load_array, read_image
-from .dataset.writer import encode_png
-from .files import atomic_write, read_jsonl
+from .dataset.layout import PHASH, dataset_splits, read_image
+from .dataset.loaders import load_array
+from .dataset.metainfo import read_metainfo
+from .dataset.writer import encode_png, read_attributes
+from .files import atomic_write
 
 _COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 KEYPOINT_NAMES = ("nose", "left eye", "right eye", "left ear", "right ear", "left shoulder", "right shoulder")
@@ -84,9 +85,13 @@ def _data_uri(png: bytes) -> str:
 def _load(root: Path) -> dict:
     data = {}
     for split, directory in dataset_splits(root):
-        attributes = list(read_jsonl(directory / "attributes.jsonl")) if (directory / "attributes.jsonl").is_file() else []
-        data[split] = {"dir": directory, "meta": read_records(directory),
-                       "landmarks": load_array(directory, "landmarks.npy"), "attributes": attributes}
+        meta = read_metainfo(directory)
+        data[split] = {
+            "dir": directory,
+            "meta": meta,
+            "landmarks": load_array(directory, "landmarks.npy", shape=(len(meta), 7, 2)),
+            "attributes": read_attributes(directory, len(meta)) or [],
+        }
     return data
 
 

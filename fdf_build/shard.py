@@ -29,6 +29,7 @@ from .fetch import Fetcher
 from .models.faces import FaceDetector
 from .models.pose import KeypointModel
 from .models.stack import make_models
+from .privacy.removal import LiveRemovals
 from .records import FaceCrop, Photo, Skip, SkipReason
 from .sources import metadata
 
@@ -48,6 +49,8 @@ class Stages:
     keypoints: Optional[KeypointModel]
     config: BuildConfig
     inference_slots: threading.Semaphore
+    #: the dataset's removals and the build's blocklist, as they are now (``photo in removed``)
+    removed: LiveRemovals
 
     @classmethod
     def from_config(cls, config: BuildConfig, *, cpus: Optional[int] = None) -> "Stages":
@@ -57,7 +60,8 @@ class Stages:
         detector, keypoints = make_models(config, cpus=cpus)
         # CPU models get a slot per core; batching backends want every photo in flight inside inference at once
         slots = max(config.threads, config.batch_size) if config.reference_models else cpus
-        return cls(fetcher, detector, keypoints, config, threading.Semaphore(slots))
+        return cls(fetcher, detector, keypoints, config, threading.Semaphore(slots),
+                   LiveRemovals(config.out, config.blocklist))
 
     def process(self, photo: Photo, writer: ShardWriter) -> Counter:
         """Run one photo through every stage; staged faces go to ``writer``, the return value counts outcomes.
@@ -70,13 +74,22 @@ class Stages:
         stats = Counter(tried=1)
         crops: list[FaceCrop] = []  # held until the photo has passed every stage
         try:
-            data = self.fetcher(url)
+            # asked again before the fetch and before the faces are staged: a removal made while the build
+            # runs puts its owners on the dataset's blocklist first, and from then on none of theirs is taken
+            if photo in self.removed:
+                data = Skip(SkipReason.BLOCKLISTED, "removed while the build ran")
+            else:
+                data = self.fetcher(url)
             if isinstance(data, Skip):
                 skip = data
             else:
                 stats["fetched"] += 1
                 with self.inference_slots:
                     skip = self._analyse(photo, data, crops, stats)
+                if photo in self.removed:
+                    crops.clear()
+                    stats = Counter({k: v for k, v in stats.items() if k in ("tried", "fetched")})
+                    skip = Skip(SkipReason.BLOCKLISTED, "removed while the build ran")
             # staged only once every stage has passed, all at once: a failed photo leaves no face behind
             writer.add_faces(crops)
         except Exception as e:

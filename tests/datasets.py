@@ -19,17 +19,22 @@ BOX = np.array([136, 46, 265, 220], dtype=np.float32)
 KEYPOINTS = np.array([[198, 145], [225, 118], [166, 121]] + [[np.nan, np.nan]] * 4, dtype=np.float32)
 
 
-def make_dataset(root: Path, owners: list[str], *, val_fraction: float = 0.3, first_photo: int = 0) -> Path:
-    """One photo per entry of ``owners`` (an NSID; repeat it for several photos), 1-2 faces each."""
-    image = load_rgb(DEMO_DATA / "codait_luciano.jpg")
+def make_dataset(root: Path, owners: list[str], *, val_fraction: float = 0.3, first_photo: int = 0,
+                 distinct: bool = False) -> Path:
+    """One photo per entry of ``owners`` (an NSID; repeat it for several photos), 1-2 faces each.
+
+    ``distinct``: every photo's pixels differ a little (shifted by its number), so no two faces share bytes.
+    """
+    pixels = load_rgb(DEMO_DATA / "codait_luciano.jpg")
     work = Path(root) / ".work" / "shard_00000"
     writer = ShardWriter(work, detector="test", crawl_date="2026-01-01")
     for i, nsid in enumerate(owners, start=first_photo):
-        photo = synthetic_photo(i, nsid=nsid, license=LICENSE_CYCLE[i % 4], title=f"photo {i} of {nsid}")
+        image = np.roll(pixels, i, axis=1) if distinct else pixels
+        photo_record = synthetic_photo(i, nsid=nsid, license=LICENSE_CYCLE[i % 4], title=f"photo {i} of {nsid}")
         for k in range(1 + i % 2):
             box = BOX + k * 5
             face = Face(box=box, score=0.99, keypoints=KEYPOINTS + k * 5, keypoint_model="test")
-            writer.add_face(cut_face(photo, image, face, k, CropGeometry(), photo.download_url))
+            writer.add_face(cut_face(photo_record, image, face, k, CropGeometry(), photo_record.download_url))
     writer.close()
     merge_shards([work], Path(root), val_fraction=val_fraction)
     return Path(root)

@@ -10,11 +10,14 @@ uvicorn = pytest.importorskip("uvicorn", reason="the serve extra is not installe
 
 
 class ServerThread:
-    """``with ServerThread(app) as url:`` serves ``app`` on 127.0.0.1 until the block ends (at most ``timeout`` s)."""
+    """``with ServerThread(app) as url:`` serves ``app`` on 127.0.0.1 until the block ends (at most ``timeout`` s),
+    with the owner page's own limits (``fdf_build.privacy.httpguard``); ``limits`` override some of them."""
 
-    def __init__(self, app, timeout: float = 120.0):
+    def __init__(self, app, timeout: float = 120.0, **limits):
+        from fdf_build.privacy.httpguard import server_config
+
         # log_config=None: uvicorn's loggers propagate to the root logger, where pytest's caplog sees them
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=True, lifespan="off"))
+        self.server = uvicorn.Server(server_config(app, log_config=None, access_log=True, **limits))
         self.timeout = timeout
 
     def __enter__(self) -> str:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fdf_build.dataset.metainfo import FaceRecord, crawl_date_form, read_metainfo, upload_date
+from fdf_build.errors import DatasetError
 from fdf_build.flickr import photo_id_from_url
 
 # an entry as FDF's README ("Metainfo") documents it, plus user_nsid, with real-looking values
@@ -108,5 +109,5 @@ def test_read_metainfo_takes_the_split_from_the_directory(tmp_path):
     changed = dataclasses.replace(records["0"], author="other")
     assert changed.author == "other" and records["0"].author == "someone"
     (split / "fdf_metainfo.json").write_text("[]")
-    with pytest.raises(ValueError, match="not an FDF metainfo"):
+    with pytest.raises(DatasetError, match="not a valid fdf_metainfo.json .a JSON list, not an object"):
         read_metainfo(split)

@@ -250,7 +250,7 @@ def test_remove_user_in_both_splits(dataset):
     ledger = [json.loads(line) for line in (dataset / "removed.jsonl").read_text().splitlines()]
     assert sorted((r["split"], str(r["old_image"])) for r in ledger) == sorted(alice)
     assert "alice@N00" in Blocklist.from_file(dataset / "blocklist.txt").nsids
-    assert not list(dataset.glob(".remove-*"))
+    assert not list(dataset.glob(".staging-*")) and not (dataset / removal.JOURNAL).exists()
 
 
 def test_remove_dry_run_changes_nothing(dataset):
@@ -264,10 +264,10 @@ def test_remove_dry_run_changes_nothing(dataset):
 def test_crash_after_the_commit_point_rolls_forward(dataset, monkeypatch):
     real = removal._swap_split
 
-    def crash_on_val(root, staging, split):
+    def crash_on_val(root, staging, split, new_metainfo=None):
         if split == "val":
             raise KeyboardInterrupt("killed between splits")
-        real(root, staging, split)
+        real(root, staging, split, new_metainfo)
 
     monkeypatch.setattr(removal, "_swap_split", crash_on_val)
     plan = removal.plan_removal(dataset, nsids=["bob@N01"])
@@ -282,7 +282,7 @@ def test_crash_after_the_commit_point_rolls_forward(dataset, monkeypatch):
     assert len((dataset / "removed.jsonl").read_text().splitlines()) == plan.count
 
 
-def test_crash_before_the_commit_point_leaves_the_old_dataset(dataset, monkeypatch):
+def test_crash_before_the_commit_point_leaves_the_old_splits_and_the_request_on_the_blocklist(dataset, monkeypatch):
     before = dataset_bytes(dataset)
 
     def boom(*a, **k):
@@ -291,8 +291,11 @@ def test_crash_before_the_commit_point_leaves_the_old_dataset(dataset, monkeypat
     monkeypatch.setattr(removal, "write_split", boom)
     with pytest.raises(OSError):
         removal.remove_faces(removal.plan_removal(dataset, nsids=["bob@N01"]))
-    assert not list(dataset.glob(".remove-*"))  # no staging left behind, nothing for recovery to do
-    assert dataset_bytes(dataset) == before
+    assert not list(dataset.glob(".staging-*"))  # no staging left behind, nothing for recovery to do
+    after = dataset_bytes(dataset)
+    # recorded before anything else, so no build or merge takes bob's faces again; the splits are the old ones
+    assert "bob@N01" in Blocklist.from_file(dataset / "blocklist.txt").nsids
+    assert {k: v for k, v in after.items() if k != "blocklist.txt"} == before
 
 
 def test_an_owner_removed_twice_or_typed_in_lower_case_is_blocklisted_once(dataset):
@@ -638,7 +641,7 @@ def test_published_schema_in_search_remove_and_audit(published):
     old = {s: load_metainfo(dataset / s) for s in ("train", "val")}
     result = CliRunner().invoke(cli, ["remove", str(dataset), "--photo-url", static, "--user-nsid", "dave@N03"])
     assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output and not list(dataset.glob(".remove-*"))
+    assert "Traceback" not in result.output and not list(dataset.glob(".staging-*"))
     assert owners_in(dataset) == {"alice@N00", "bob@N01", "erin@N04"}
     assert verify_dataset(dataset) == {"train": [], "val": []}
     renumbered = [s for s in ("train", "val") if (dataset / s / "renumbering.json").is_file()]
@@ -672,7 +675,8 @@ def test_no_staging_left_by_a_failure_while_writing(dataset, monkeypatch):
     before = dataset_bytes(dataset)
     with pytest.raises(KeyError):
         removal.remove_faces(removal.plan_removal(dataset, nsids=["alice@N00"]))
-    assert not list(dataset.glob(".remove-*")) and dataset_bytes(dataset) == before
+    after = dataset_bytes(dataset)
+    assert not list(dataset.glob(".staging-*")) and {k: v for k, v in after.items() if k != "blocklist.txt"} == before
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])

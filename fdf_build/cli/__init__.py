@@ -5,6 +5,7 @@ It holds the one rule for errors that every command and both scripts follow (:fu
 """
 
 import logging
+import unicodedata
 from contextlib import contextmanager
 
 import click
@@ -56,3 +57,10 @@ class Group(click.Group):
     def invoke(self, ctx):
         with one_line_errors():
             return super().invoke(ctx)
+
+
+def printable(value) -> str:
+    """``str(value)`` with every character that would act on a terminal (controls, escapes, bidi overrides, line
+    separators) written as its Python escape: text from files and from the owner page is shown, never obeyed."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co") else c for c in str(value))

@@ -103,13 +103,10 @@ def build(file: str, with_attributes: bool, **options) -> None:
 
 
 def _build(file, progress, options):
-    from ..pipeline import discard_work, run_build
+    from ..pipeline import run_build
 
     resume = options.pop("resume")
-    config = BuildConfig(metadata=file, **options)
-    if not resume:
-        discard_work(config.out)
-    return run_build(config, progress)
+    return run_build(BuildConfig(metadata=file, **options), progress, restart=not resume)
 
 
 def _run_and_report(job, out: Path, source: str = "the metadata file") -> None:

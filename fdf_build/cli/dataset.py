@@ -29,7 +29,9 @@ def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
       fdf-build pack data/fdf_rebuild --out meta-mirror/ --metadata-only
     """
     from ..dataset.archive import pack as pack_dataset
+    from ..privacy.removal import recover
 
+    recover(dataset)  # a removal a killed command left half done is finished before anything is packed
     manifest = pack_dataset(dataset, out, metadata_only=metadata_only)
     for f in manifest["files"]:
         click.echo(f"{f['name']}: {f['size']:,} bytes, md5 {f['md5']}")
@@ -152,15 +154,17 @@ def annotate_dataset(dataset: Path, attribute_model: Optional[Path] = None, pars
     from ..attributes import AttributeModels, OnnxAttributeModel, annotate_split
     from ..card import write_card
     from ..dataset.layout import dataset_splits, load_array
+    from ..privacy.removal import changing
 
     splits = dataset_splits(dataset)
     models = AttributeModels(parsing=parsing,
                              user_model=OnnxAttributeModel(attribute_model) if attribute_model else None)
-    # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
-    totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
-    with Bars(totals, default=dict(unit="face")) as bars:  # an unreadable dataset is a DatasetError: one line, exit 2
-        counts = {split: annotate_split(directory, models, progress=bars) for split, directory in splits}
-    write_card(dataset)
+    with changing(dataset, "fdf-build attributes"):  # no removal renumbers the faces while they are annotated
+        # landmarks.npy has a row per face and is cheap to open, unlike a 186 MB metainfo
+        totals = {"attributes": sum(load_array(d, "landmarks.npy", mmap_mode="r").shape[0] for _, d in splits)}
+        with Bars(totals, default=dict(unit="face")) as bars:  # an unreadable dataset: DatasetError, one line
+            counts = {split: annotate_split(directory, models, progress=bars) for split, directory in splits}
+        write_card(dataset)
     click.echo("attributes: " + ", ".join(f"{split}: {n:,} faces" for split, n in counts.items()))
 
 
@@ -183,7 +187,7 @@ def duplicates(dataset: Path, as_json: bool, threshold: Optional[int]) -> None:
       fdf-build duplicates data/fdf_rebuild --json | jq -c 'select(.splits | length > 1)'
     """
     from ..dataset.duplicates import find_duplicates
-    from ..dataset.metainfo import metainfo_records
+    from ..dataset.metainfo import read_metainfo
     from ..dedup import THRESHOLD
 
     with Bars() as bars:
@@ -196,7 +200,7 @@ def duplicates(dataset: Path, as_json: bool, threshold: Optional[int]) -> None:
     click.echo(f"{len(groups):,} group(s) of near-identical faces ({sum(len(g.faces) for g in groups):,} faces); "
                f"{spanning:,} span train and val")
     wanted = {split for g in groups for split, _ in g.faces}
-    records = {split: metainfo_records(dataset / split) for split in wanted}
+    records = {split: read_metainfo(dataset / split) for split in wanted}
     for k, group in enumerate(groups, 1):
         click.echo(f"group {k}: {len(group.faces)} faces, up to {group.distance} bits apart")
         for split, n in group.faces:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +31,9 @@ def _split_commas(ctx, param, value):
               help="Retries per source on connection errors, timeouts, 5xx and 429.")
 @click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds to connect and between bytes.")
+@click.option("--deadline", type=click.FloatRange(1), default=6 * 3600.0, show_default=True,
+              help="Wall-clock seconds for one file, all its sources and retries together; what came stays in "
+                   "its .part, and a re-run resumes.")
 @click.option("--keep-archives", is_flag=True, help="Keep the zips after extracting them.")
 @click.option("--verify-only", is_flag=True, help="Download nothing: check archives and the extracted layout.")
 @click.option("--dry-run", is_flag=True,
@@ -41,7 +45,7 @@ def _split_commas(ctx, param, value):
               help="With --rehydrate: the YFCC100M metadata file, for photos the metainfo gives no image URL for.")
 @click.option("--photos-from", type=URL,
               help="With --rehydrate: fetch photos from this server instead (keeps Flickr's path).")
-def download_command(target: Path, manifest, base_url, mirrors, licenses, workers, retries, timeout,
+def download_command(target: Path, manifest, base_url, mirrors, licenses, workers, retries, timeout, deadline,
                      keep_archives, verify_only, dry_run, rehydrate_after, yfcc, photos_from) -> None:
     """Download a published FDF256 copy into TARGET/{train,val}/ (default data/fdf256): verified, resumable.
 
@@ -49,6 +53,7 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
     again from the photos on Flickr; photos since deleted drop out.
     """
     from ..dataset.download import FileDownloader, download_dataset, load_manifest
+    from ..dataset.layout import holds_dataset
     from ..fetch import make_session
 
     if rehydrate_after and (licenses or verify_only or dry_run):
@@ -57,12 +62,17 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
     if rehydrate_after:
         licenses = ()
     files = load_manifest(manifest)
-    with Bars({f.name: f.size for f in files}, default=Bars.BYTES) as progress:
-        report = download_dataset(
-            target, manifest=files, base_url=base_url, mirrors=mirrors, licenses=licenses, workers=workers,
-            keep_archives=keep_archives, verify_only=verify_only, dry_run=dry_run, progress=progress,
-            downloader=FileDownloader(make_session(workers), timeout=timeout, retries=retries),
-        )
+    into_dataset = holds_dataset(target) and not (dry_run or verify_only)
+    with _holding(target) if into_dataset else nullcontext():
+        with Bars({f.name: f.size for f in files}, default=Bars.BYTES) as progress:
+            report = download_dataset(
+                target, manifest=files, base_url=base_url, mirrors=mirrors, licenses=licenses, workers=workers,
+                keep_archives=keep_archives, verify_only=verify_only, dry_run=dry_run, progress=progress,
+                downloader=FileDownloader(make_session(workers), timeout=timeout, retries=retries,
+                                          deadline=deadline),
+            )
+        if into_dataset and any(f.status in ("downloaded", "verified") for f in report.files):
+            _removals_stay_removed(target)
     for f in report.files:
         size = f" ({f.size:,} bytes)" if f.size is not None else (" (size unknown)" if dry_run else "")
         click.echo(f"{f.name}{size}: {f.status}" + (f" - {f.detail}" if f.detail else ""))
@@ -91,6 +101,22 @@ def download_command(target: Path, manifest, base_url, mirrors, licenses, worker
         _run_rehydrate(target, yfcc=yfcc, base_url=photos_from, timeout=timeout)
     elif not any(f.license for f in files):
         click.echo(f"metadata only: recreate the images with `fdf-build rehydrate {target}`")
+
+
+def _holding(target: Path):
+    """An existing dataset under its lock, settled first (what a killed command left is finished)."""
+    from ..privacy.removal import changing
+
+    return changing(target, "fdf-build download")
+
+
+def _removals_stay_removed(target: Path) -> None:
+    """A published copy downloaded over a dataset brings back the faces its removals took out: out they go."""
+    from ..privacy.removal import reapply_removals
+
+    gone = reapply_removals(target, reason="download over the dataset: its removals applied again")
+    if gone:
+        click.echo(f"{gone} face(s) of the dataset's removals (removed.jsonl, blocklist.txt) taken out again")
 
 
 def what_to_do(manifest: Optional[Path], target: Path, *, images_only: bool) -> str:

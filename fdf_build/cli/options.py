@@ -109,6 +109,9 @@ def politeness_options(command):
                      help="Requests per second to each host; a host answering 429/503 is paused for all workers."),
         click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
                      help="Seconds to connect and between bytes of a photo."),
+        click.option("--deadline", type=click.FloatRange(0.1), default=120.0, show_default=True,
+                     help="Wall-clock seconds for one photo's whole fetch, retries included: a server that sends "
+                          "slowly is given up then, however it sends."),
         click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
                      help="Retries per photo on connection errors, timeouts, 5xx and 429."),
         click.option("--retry-budget", type=click.IntRange(0), default=10_000, show_default=True,

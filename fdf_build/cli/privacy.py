@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from . import InputError
+from . import InputError, printable
 from .options import URL, Bars
 from .search import query, query_options
 
@@ -40,28 +40,32 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
     for split, numbers in plan.drop.items():
         for n in numbers:
             e = plan.entries[split][n]
-            click.echo(f"{'would remove' if dry_run else 'removing'} {split}/images/{n}.png  {e.photo_url}")
+            click.echo(f"{'would remove' if dry_run else 'removing'} {split}/images/{n}.png  {printable(e.photo_url)}")
     if dry_run:
         click.echo(f"{plan.count} face(s) would be removed")
         return
     mappings = remove_faces(plan, reason=reason)  # made again if another removal ran since the listing
     count = sum(new is None for mapping in mappings.values() for new in mapping.values())
     click.echo(f"{count} face(s) removed; ledger {dataset / 'removed.jsonl'}, blocklist {dataset / 'blocklist.txt'}")
+    if count < plan.count:
+        click.echo(f"{plan.count - count} of the faces listed had left the dataset meanwhile (a build's merge "
+                   "or another removal took them out); all are on the blocklist")
 
 
 def _remove_requests(dataset: Path, requests_file: Path, dry_run: bool) -> None:
     from ..privacy.requests import apply_requests
 
     applied = apply_requests(dataset, requests_file, dry_run=dry_run)
+    # what the queue holds came from strangers through the owner page (or an edited file): shown, never obeyed
     for line in applied.malformed:
-        click.echo(f"{requests_file}: skipped malformed {line}", err=True)
+        click.echo(f"{requests_file}: skipped malformed {printable(line)}", err=True)
     for r in applied.requests:
-        asked = ", ".join([*r.query.nsids, *map(str, r.query.photo_ids)])
-        click.echo(f"{'would apply' if dry_run else 'applied'} request {r.id} ({r.date}, {r.contact}): {asked}, "
-                   f"{len(applied.faces[r.id])} face(s)")
+        asked = printable(", ".join([*r.query.nsids, *map(str, r.query.photo_ids)]))
+        click.echo(f"{'would apply' if dry_run else 'applied'} request {printable(r.id)} ({printable(r.date)}, "
+                   f"{printable(r.contact)}): {asked}, {len(applied.faces[r.id])} face(s)")
         for m in (match.to_dict() for match in applied.faces[r.id]):
             click.echo(f"  {'would remove' if dry_run else 'removed'} {m['split']}/images/{m['image']}.png  "
-                       f"{m['photo_url']}")
+                       f"{printable(m['photo_url'])}")
     count = 0 if applied.plan is None else applied.plan.count
     earlier = f"; {applied.already_done} applied earlier" if applied.already_done else ""
     if dry_run:

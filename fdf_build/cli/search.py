@@ -37,6 +37,9 @@ def query(user_nsid, nsid_file, photo_id, photo_url) -> tuple[list[str], list[in
         photo_ids.append(found)
     if not nsids and not photo_ids:
         raise InputError("give at least one of --user_nsid, --nsid-file, --photo-id, --photo-url")
+    for nsid in user_nsid:  # what goes on a blocklist must read back as one entry
+        if not nsid.isprintable() or any(c.isspace() or c == "#" for c in nsid):
+            raise InputError(f"--user_nsid {nsid!r}: not an NSID (no spaces, '#' or control characters)")
     return nsids, photo_ids
 
 

@@ -20,9 +20,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Optional, Union
 
-from ..files import atomic_write, new_staging_dir, replacing
+from ..files import atomic_write, clear_leftovers, new_staging_dir, replacing
+from ..lock import dataset_lock
 from ..sources.filters import license_code
-from .layout import IMAGE_MD5S, DatasetError, dataset_splits, load_metainfo, verify_dataset
+from .layout import IMAGE_MD5S, RECORDS, DatasetError, dataset_splits, load_metainfo, verify_dataset
 
 METAINFO_ARCHIVE = "metainfo"
 #: Files of each split that travel in metainfo.zip.
@@ -66,8 +67,22 @@ def _write_zip(path: Path, members: list[tuple[str, Union[Path, bytes]]]) -> Non
                 if isinstance(source, bytes):
                     out.write(source)
                 else:
-                    with open(source, "rb") as f:
+                    with _own_file(source) as f:
                         shutil.copyfileobj(f, out, 1 << 20)
+
+
+def _own_file(path: Path):
+    """``path`` opened for reading, refused unless it is a plain file: a link to /etc/passwd is not a face."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        if os.path.islink(path):
+            raise DatasetError(f"{path}: a symbolic link; a pack holds only the dataset's own files") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatasetError(f"{path}: not a plain file; a pack holds only the dataset's own files")
+    return os.fdopen(fd, "rb")
 
 
 def image_md5s(split_dir: Path, keys) -> bytes:
@@ -89,16 +104,25 @@ def pack(dataset: Path, out: Path, *, base_name: str = "fdf256", metadata_only: 
     recreate the images from Flickr, and no pixels, so a photo its owner deletes
     drops out of every copy made from it.
     """
+    dataset, out = Path(dataset), Path(out)
+    with dataset_lock(dataset, "fdf-build pack", read_only_ok=True):
+        splits = dataset_splits(dataset)
+        problems = [p for found in verify_dataset(dataset).values() for p in found]
+        if problems:  # a mirror of a broken dataset would fail every download of it
+            raise DatasetError(f"{dataset} is not a consistent FDF dataset, not packed: {problems[0]}"
+                               + (f" (and {len(problems) - 1} more problem(s): fdf-build verify lists them)"
+                                  if len(problems) > 1 else ""))
+        out.mkdir(parents=True, exist_ok=True)
+        with dataset_lock(out, "fdf-build pack"):
+            return _pack_locked(dataset, splits, out, base_name, metadata_only)
+
+
+def _pack_locked(dataset: Path, splits: list, out: Path, base_name: str, metadata_only: bool) -> dict:
     from .published import GEOMETRY, geometry_record
 
-    dataset, out = Path(dataset), Path(out)
-    splits = dataset_splits(dataset)
-    problems = [p for found in verify_dataset(dataset).values() for p in found]
-    if problems:  # a mirror of a broken dataset would fail every download of it
-        raise DatasetError(f"{dataset} is not a consistent FDF dataset, not packed: {problems[0]}"
-                           + (f" (and {len(problems) - 1} more problem(s): fdf-build verify lists them)"
-                              if len(problems) > 1 else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    clear_leftovers(out)  # the temp zips of a pack killed before
+    # no manifest while the zips change: a mirror half-packed names nothing, rather than old md5s for new zips
+    (out / "manifest.json").unlink(missing_ok=True)
     groups: dict[str, list[tuple[str, Union[Path, bytes]]]] = {METAINFO_ARCHIVE: []}
     if (dataset / GEOMETRY).is_file() or metadata_only:
         # raises, saying what is missing, when a metadata-only pack could not be recut by anyone
@@ -137,6 +161,11 @@ def _check_member(info: zipfile.ZipInfo) -> Optional[str]:
         return f"absolute path {name!r}"
     if "\\" in name or ".." in PurePosixPath(name).parts:
         return f"path leaving the target {name!r}"
+    parts = PurePosixPath(name).parts
+    if parts and parts[0] in RECORDS:
+        return f"{name!r}, the dataset's own record of its removals: only removals write it"
+    if any(part.startswith(".") for part in parts):
+        return f"hidden path {name!r} (where the dataset keeps its state: locks, journals, shards)"
     if stat.S_ISLNK(mode):
         return f"symbolic link {name!r}"
     # no file-type bits at all (zips made on Windows) means a plain file

@@ -22,7 +22,9 @@ import socket
 import ssl
 import time
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,12 +33,14 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..deadline import deadline, expired
 from ..errors import BadInput
 from ..fetch import (RETRYABLE, AttemptFailed, make_session, parse_retry_after, request_failure, status_reason,
                      with_retries)
 from ..files import commit, write_json
+from ..lock import dataset_lock
 from .archive import UnsafeArchive, md5_digest, md5_file, safe_extract
-from .layout import verify_dataset
+from .layout import holds_dataset, verify_dataset
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +74,33 @@ def manifest_note(path: Optional[Path] = None) -> str:
     return note if isinstance(note, str) else ""
 
 
+_MANIFEST_TYPES = {"name": str, "url": str, "md5": str, "size": (int, type(None)), "license": (str, type(None)),
+                   "license_url": (str, type(None))}
+
+
 def load_manifest(path: Optional[Path] = None) -> list[ManifestFile]:
-    """The packaged FDF256 manifest, or a ``manifest.json`` as ``fdf-build pack`` writes it."""
+    """The packaged FDF256 manifest, or a ``manifest.json`` as ``fdf-build pack`` writes it.
+
+    Every file must be a zip with a plain name: the archive is kept under that name in the dataset while it is
+    downloaded, so a name like ``removed.jsonl`` would put a download where the dataset's ledger is.
+    """
+    where = path or "built-in manifest"
     try:
         data = json.loads(_manifest_text(path))
-        files = [ManifestFile(**{k: v for k, v in f.items() if k in ManifestFile.__dataclass_fields__})
-                 for f in data["files"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise BadInput(f"{path or 'built-in manifest'}: not a manifest ({e})") from None
+        files = []
+        for f in data["files"]:
+            fields = {k: v for k, v in f.items() if k in ManifestFile.__dataclass_fields__}
+            wrong = [k for k, v in fields.items() if not isinstance(v, _MANIFEST_TYPES[k]) or v is True or v is False]
+            if wrong:
+                raise TypeError(f"{', '.join(wrong)} of {fields.get('name')!r} not of the right type")
+            files.append(ManifestFile(**fields))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise BadInput(f"{where}: not a manifest ({type(e).__name__}: {e})") from None
     for f in files:
-        if Path(f.name).name != f.name or f.name.startswith("."):
-            raise BadInput(f"{path or 'built-in manifest'}: file name {f.name!r} must be a plain file name")
+        if Path(f.name).name != f.name or f.name.startswith(".") or not f.name.endswith(".zip"):
+            raise BadInput(f"{where}: manifest file name {f.name!r} must be a plain file name ending in .zip")
+        if f.size is not None and f.size < 0:
+            raise BadInput(f"{where}: {f.name}: size {f.size} is negative")
     return files
 
 
@@ -144,31 +164,50 @@ class FileDownloader:
     backoff: float = 1.0
     max_retry_after: float = 300.0
     sleep: Callable[[float], None] = time.sleep
+    #: wall-clock seconds for one file, all its sources and retries together (None: no limit); what was
+    #: downloaded stays in its ``.part``, so a re-run resumes
+    deadline: Optional[float] = 6 * 3600.0
     #: source -> why it could not be reached; such a source is not tried again by this downloader
     unreachable: dict[str, str] = field(default_factory=dict)
 
     def download(self, urls: list[str], dest: Path, *, md5: str, size: Optional[int], progress: Progress) -> str:
         """Fetch ``dest`` from the first of ``urls`` that delivers the right bytes; returns the URL used."""
         failures: list[tuple[str, str]] = []  # (where, what went wrong)
-        for url in urls:
-            source = source_of(url)
-            if source in self.unreachable:
-                failures.append((source, f"{self.unreachable[source]} (not tried again)"))
-                continue
-            try:
-                with_retries(lambda: self._attempt(url, dest, md5=md5, size=size, progress=progress),
-                             retries=self.retries, backoff=self.backoff, max_retry_after=self.max_retry_after,
-                             sleep=self.sleep)
-                return url
-            except SourceUnreachable as e:
-                self.unreachable.setdefault(source, e.detail)
-                failures.append((source, e.detail))
-            except DownloadFailed as e:
-                failures.append((url, str(e)))
-            log.debug("%s from %s: %s", dest.name, *failures[-1])  # the caller reports the file's failure, once
+        with deadline(self.deadline) as until:
+            for url in urls:
+                source = source_of(url)
+                if source in self.unreachable:
+                    failures.append((source, f"{self.unreachable[source]} (not tried again)"))
+                    continue
+                if expired():
+                    failures.append((url, f"not tried: the file's {self.deadline:g} s deadline had passed"))
+                    continue
+                if self._try(url, dest, md5=md5, size=size, progress=progress, until=until, failures=failures):
+                    return url
         if len(failures) == 1:
             raise DownloadFailed(*failures[0])
         raise DownloadFailed(f"all {len(failures)} sources failed", "; ".join(f"{w}: {e}" for w, e in failures))
+
+    def _try(self, url: str, dest: Path, *, md5: str, size: Optional[int], progress: Progress, until: float,
+             failures: list) -> bool:
+        """One source, with its retries (their pauses cut short at the deadline); a failure goes in ``failures``."""
+        source = source_of(url)
+
+        def pause(seconds: float) -> None:
+            self.sleep(max(0.0, min(seconds, until - time.monotonic())))
+
+        try:
+            with_retries(lambda: self._attempt(url, dest, md5=md5, size=size, progress=progress),
+                         retries=self.retries, backoff=self.backoff, max_retry_after=self.max_retry_after,
+                         sleep=pause)
+            return True
+        except SourceUnreachable as e:
+            self.unreachable.setdefault(source, e.detail)
+            failures.append((source, e.detail))
+        except DownloadFailed as e:
+            failures.append((url, str(e)))
+        log.debug("%s from %s: %s", dest.name, *failures[-1])  # the caller reports the file's failure, once
+        return False
 
     def content_length(self, urls: list[str]) -> tuple[Optional[int], str]:
         """The size the first of ``urls`` to answer a HEAD request announces, or None and why not."""
@@ -193,6 +232,8 @@ class FileDownloader:
         return None, "; ".join(failures)
 
     def _attempt(self, url, dest: Path, *, md5, size, progress) -> None:
+        if expired():
+            raise DownloadFailed("deadline", f"not complete within {self.deadline:g} s; a re-run resumes")
         part = dest.with_name(dest.name + ".part")
         offset = part.stat().st_size if part.exists() else 0
         if size is not None and offset > size:
@@ -210,11 +251,20 @@ class FileDownloader:
                         progress(dest.name, -offset)
                         offset = 0
                     digest = md5_digest(part) if offset else hashlib.md5(usedforsecurity=False)
+                    written = offset
                     with open(part, "ab" if offset else "wb") as f:
                         for chunk in r.iter_content(1 << 16):
+                            if size is not None and written + len(chunk) > size:
+                                # the manifest's size is all a file may take: not one byte more is written
+                                f.close()
+                                part.unlink()
+                                raise DownloadFailed("md5 mismatch", f"more than the manifest's {size:,} bytes sent")
                             f.write(chunk)
+                            written += len(chunk)
                             digest.update(chunk)
                             progress(dest.name, len(chunk))
+                    if expired():  # the watchdog cut a body without an announced end
+                        raise DownloadFailed("deadline", f"not complete within {self.deadline:g} s; a re-run resumes")
                     return self._finish(part, dest, digest.hexdigest(), md5=md5, size=size)
                 else:
                     reason = status_reason(r.status_code)
@@ -223,6 +273,8 @@ class FileDownloader:
                         retryable=reason in RETRYABLE,
                     )
         except requests.RequestException as e:
+            if expired():
+                raise DownloadFailed("deadline", f"not complete within {self.deadline:g} s; a re-run resumes") from None
             reason, detail = request_failure(e)
             raise DownloadFailed(reason.value, detail, retryable=reason in RETRYABLE) from None
         return self._finish(part, dest, md5_file(part), md5=md5, size=size)
@@ -325,6 +377,7 @@ def download_dataset(
     state = target / STATE_DIR
     if verify_only and not any((target / f.name).exists() or (state / f"{f.name}.json").is_file() for f in files):
         raise BadInput(f"{target}: no file of the manifest is there, downloaded or extracted: nothing to verify")
+    into_existing = holds_dataset(target)
     report = DownloadReport()
     created = [d for d in (state, *state.parents) if not d.exists()]  # deepest first
     if not dry_run:
@@ -363,15 +416,18 @@ def download_dataset(
             count = safe_extract(archive, target)
         except DownloadFailed as e:
             return FileOutcome(f.name, "failed", str(e), f.size)
-        except (UnsafeArchive, zipfile.BadZipFile, OSError) as e:
+        except (UnsafeArchive, zipfile.BadZipFile, OSError, zlib.error, NotImplementedError, EOFError) as e:
+            # a corrupt or unsupported compression (deflate64) in an archive whose md5 matched: nothing moved in
             return FileOutcome(f.name, "failed", f"{type(e).__name__}: {e}", f.size)
         write_json(marker, {"md5": f.md5, "files": count})
         if not keep_archives:
             archive.unlink()
         return FileOutcome(f.name, status, detail, size)
 
+    # into an existing dataset, under its lock: a removal must not run while its files are replaced
+    lock = dataset_lock(target, "fdf-build download") if into_existing and not dry_run else nullcontext()
     try:
-        with ThreadPoolExecutor(max(1, workers)) as pool:
+        with lock, ThreadPoolExecutor(max(1, workers)) as pool:
             report.files = list(pool.map(one, files))
     finally:
         for d in created:  # only folders this run made and left empty

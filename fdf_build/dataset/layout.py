@@ -3,7 +3,7 @@ bounding_box.npy, fdf_metainfo.json}``, whether published or written by this pro
 
 from __future__ import annotations
 
-import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Iterable, Optional
 if TYPE_CHECKING:  # search reads the layout and must start without numpy or cv2: they are imported where used
     import numpy as np
 
-from ..errors import BadInput
+from ..errors import DatasetError
 from ..split import SPLITS
+from .loaders import load_array, load_metainfo
 
 METAINFO = "fdf_metainfo.json"
 #: optional, in builds with ``--landmarks``: (N, 68, 2) face-alignment landmarks in [0, 1] of the crop
@@ -24,18 +25,28 @@ PHASH = "phash.npy"
 IMAGE_MD5S = "images.md5"
 #: a build's shards, under its output directory (the dataset)
 WORK_DIR = ".work"
+#: the dataset's own records of what must never be in it again: the removal ledger, and the NSIDs and photo ids
+#: removed or blocklisted; both only ever grow, and only removals write them (never a download or an archive)
+LEDGER = "removed.jsonl"
+BLOCKLIST = "blocklist.txt"
+#: the owner page's queue of removal requests
+REQUESTS = "removal-requests.jsonl"
+RECORDS = (LEDGER, BLOCKLIST, REQUESTS)
 _IMAGE_NAME = re.compile(r"^(\d+)\.png$")
 
 
 def split_dirs(root: Path) -> list[tuple[str, Path]]:
-    """The splits under ``root`` that have a metainfo file, in FDF order (train, val)."""
+    """The splits under ``root`` that have a metainfo file, in FDF order (train, val).
+
+    A split whose metainfo is there but is not a file (a folder, say) is a :class:`DatasetError`, not a split
+    left out: a search would answer "not found" and a pack would leave that split out.
+    """
     root = Path(root)
+    for split in SPLITS:
+        path = root / split / METAINFO
+        if os.path.lexists(path) and not path.is_file():
+            raise DatasetError(f"{path}: not a file")
     return [(s, root / s) for s in SPLITS if (root / s / METAINFO).is_file()]
-
-
-class DatasetError(BadInput):
-    """A dataset that cannot be read as the FDF layout (a malformed metainfo, a missing image or array, no split
-    at all). Commands print it as one line and exit 2: it is bad input, not a bug."""
 
 
 def dataset_splits(root: Path) -> list[tuple[str, Path]]:
@@ -46,31 +57,10 @@ def dataset_splits(root: Path) -> list[tuple[str, Path]]:
     return splits
 
 
-def load_metainfo(split_dir: Path) -> dict:
-    path = Path(split_dir) / METAINFO
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DatasetError(f"{path}: not a valid {METAINFO} ({e})") from None
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{path}: not a valid {METAINFO} (a JSON {type(meta).__name__}, not an object)")
-    return meta
-
-
-def load_array(split_dir: Path, name: str, **kw) -> np.ndarray:
-    """``split_dir/name`` (``landmarks.npy``...) as ``np.load`` gives it, or a :class:`DatasetError`."""
-    import numpy as np
-
-    path = Path(split_dir) / name
-    try:
-        return np.load(path, **kw)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable .npy file ({e})") from None
+def holds_dataset(root: Path) -> bool:
+    """Whether ``root`` holds a dataset already (a split, a build's shards or the records of its removals): a
+    download into it must take its lock, and keep its removals."""
+    return any(os.path.lexists(Path(root) / name) for name in (*SPLITS, WORK_DIR, LEDGER, BLOCKLIST))
 
 
 def read_image(split_dir: Path, number: int) -> np.ndarray:
@@ -86,10 +76,22 @@ def read_image(split_dir: Path, number: int) -> np.ndarray:
 
 
 def image_numbers(split_dir: Path) -> set[int]:
+    return set(_images(split_dir)[0])
+
+
+def _images(split_dir: Path) -> tuple[list[int], list[str]]:
+    """The image numbers of a split's ``images/``, and the names there that are links or not plain files."""
     folder = Path(split_dir) / "images"
     if not folder.is_dir():
-        return set()
-    return {int(m.group(1)) for p in folder.iterdir() if (m := _IMAGE_NAME.match(p.name))}
+        return [], []
+    numbers, odd = [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if (m := _IMAGE_NAME.match(entry.name)):
+                numbers.append(int(m.group(1)))
+                if not entry.is_file(follow_symlinks=False):
+                    odd.append(entry.name)
+    return numbers, sorted(odd)
 
 
 def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) -> list[str]:
@@ -100,8 +102,6 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
     unless ``license_urls`` is given, in which case only faces under those
     licenses must have one (a partial download of some license archives).
     """
-    import numpy as np  # here, not at the top: search reads the layout and must start without numpy
-
     from ..sources.filters import normalize_license_url
 
     split_dir = Path(split_dir)
@@ -111,8 +111,6 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
     except DatasetError as e:
         return [str(e)]
     n = len(meta)
-    if sorted(meta, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(n)]:
-        problems.append(f"{split_dir / METAINFO}: keys are not 0..{n - 1}")
     arrays = [("landmarks.npy", (n, 7, 2)), ("bounding_box.npy", (n, 4))]
     if (split_dir / LANDMARKS68).is_file():
         arrays.append((LANDMARKS68, (n, 68, 2)))
@@ -124,18 +122,21 @@ def verify_split(split_dir: Path, license_urls: Optional[Iterable[str]] = None) 
             problems.append(f"{path}: missing")
             continue
         try:
-            found = np.load(path, mmap_mode="r").shape
-        except (OSError, ValueError) as e:
-            problems.append(f"{path}: cannot be read ({e})")
-            continue
-        if found != shape:
-            problems.append(f"{path}: shape {found}, expected {shape}")
+            load_array(split_dir, name, shape=shape, mmap_mode="r")
+        except DatasetError as e:
+            problems.append(str(e))
     wanted = None if license_urls is None else {normalize_license_url(u) for u in license_urls}
     expected = {
         int(k) for k, m in meta.items()
         if k.isdigit() and (wanted is None or normalize_license_url(m.get("license_url", "")) in wanted)
     }
-    images = image_numbers(split_dir)
+    numbers, odd = _images(split_dir)
+    images = set(numbers)
+    if (split_dir / "images").is_symlink() or split_dir.is_symlink():
+        problems.append(f"{split_dir}: a symbolic link in its path (images must be the dataset's own files)")
+    if odd:
+        problems.append(f"{split_dir / 'images'}: {len(odd)} image(s) that are links or not plain files, "
+                        f"e.g. {odd[:5]}")
     missing, extra = expected - images, images - {int(k) for k in meta if k.isdigit()}
     if missing:
         problems.append(f"{split_dir / 'images'}: {len(missing)} image(s) missing, e.g. {sorted(missing)[:5]}")

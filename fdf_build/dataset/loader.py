@@ -11,6 +11,7 @@ import numpy as np
 
 from ..split import SPLITS
 from .layout import LANDMARKS68
+from .loaders import load_array
 from .metainfo import FaceRecord, read_metainfo
 
 #: the record's text fields (license, author, user_nsid, photo_url, dates...), the ones every entry has as a string:
@@ -45,15 +46,11 @@ class FDF256Dataset:
         if not (self.directory / "fdf_metainfo.json").is_file():
             raise FileNotFoundError(f"{self.directory}: no fdf_metainfo.json; download or build the dataset first")
         self.metainfo: dict[str, FaceRecord] = read_metainfo(self.directory)
-        self.landmarks = np.load(self.directory / "landmarks.npy")
-        self.boxes = np.load(self.directory / "bounding_box.npy")
-        landmarks68 = self.directory / LANDMARKS68
-        self.landmarks68 = np.load(landmarks68) if landmarks68.is_file() else None
-        if not len(self.metainfo) == len(self.landmarks) == len(self.boxes):
-            raise ValueError(
-                f"{self.directory}: {len(self.metainfo)} metainfo entries, {len(self.landmarks)} landmarks, "
-                f"{len(self.boxes)} boxes; run `fdf-build verify`"
-            )
+        n = len(self.metainfo)  # a file that is not what it should be is a DatasetError naming it
+        self.landmarks = load_array(self.directory, "landmarks.npy", shape=(n, 7, 2))
+        self.boxes = load_array(self.directory, "bounding_box.npy", shape=(n, 4))
+        self.landmarks68 = (load_array(self.directory, LANDMARKS68, shape=(n, 68, 2))
+                            if (self.directory / LANDMARKS68).is_file() else None)
         self.transform = transform
 
     def __len__(self) -> int:

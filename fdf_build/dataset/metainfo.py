@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -49,7 +48,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from ..flickr import is_page_url, page_url, photo_id_from_url
-from .layout import DatasetError
+# METAINFO and entry_photo_id are imported from here too (the split writer, the search index)
+from .loaders import METAINFO, entry_photo_id, int_or_none, load_metainfo, metainfo_path  # noqa: F401
 
 if TYPE_CHECKING:
     import numpy as np  # imported where arrays are made: search reads records and must start without numpy
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 
     from ..records import Face, FaceCrop
 
-METAINFO = "fdf_metainfo.json"
 #: FDF's ``category`` per split directory, and back.
 CATEGORIES = {"train": "training", "val": "validation"}
 SPLIT_OF_CATEGORY = {v: k for k, v in CATEGORIES.items()}
@@ -122,27 +121,6 @@ def rounded_points(points: np.ndarray, ndigits: int = 6) -> tuple[Point, ...]:
 
 def _points_json(points: Optional[tuple[Point, ...]]) -> Optional[list]:
     return None if points is None else [None if p is None else [p[0], p[1]] for p in points]
-
-
-def _int(value) -> Optional[int]:
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def entry_photo_id(entry: Mapping[str, Any]) -> Optional[int]:
-    """The photo id of a raw entry: its ``photo_id``, else parsed from ``photo_url``, ``page_url`` or
-    ``download_url`` (FDF's published entries have only ``photo_url``). Cheaper than a whole record,
-    for scanning every entry of a metainfo (the search index)."""
-    photo_id = _int(entry.get("photo_id"))
-    for key in ("photo_url", "page_url", "download_url"):
-        if photo_id is not None:
-            break
-        photo_id = photo_id_from_url(str(entry.get(key) or ""))
-    return photo_id
 
 
 @dataclass(frozen=True)
@@ -292,12 +270,12 @@ class FaceRecord:
             original_landmark=_points(d.get("original_landmark")),
             photo_title=str(d.get("photo_title") or ""),
             photo_url=photo_url,
-            yfcc100m_line_idx=_int(d.get("yfcc100m_line_idx")),
+            yfcc100m_line_idx=int_or_none(d.get("yfcc100m_line_idx")),
             user_nsid=str(d.get("user_nsid") or ""),
-            image=_int(key),
+            image=int_or_none(key),
             photo_id=photo_id,
             download_url=download_url,
-            face_index=_int(d.get("face_index")),
+            face_index=int_or_none(d.get("face_index")),
             face_score=None if d.get("face_score") is None else float(d["face_score"]),
             detector=str(d.get("detector") or ""),
             keypoint_model=str(d.get("keypoint_model") or ""),
@@ -349,27 +327,13 @@ class FaceRecord:
 
 
 def read_metainfo(path: Union[str, Path]) -> dict[str, FaceRecord]:
-    """All records of one ``fdf_metainfo.json`` (or of the split directory holding it), keyed as in the file.
-
-    The split directory's name (``train``/``val``) supplies ``category`` where the file lacks it.
+    """All records of one ``fdf_metainfo.json`` (or of the split directory holding it), keyed as in the file, each
+    entry checked first (:func:`fdf_build.dataset.loaders.load_metainfo`: a DatasetError names the file and the
+    problem). The split directory's name (``train``/``val``) supplies ``category`` where the file lacks it.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / METAINFO
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: not an FDF metainfo file (a JSON object keyed by image number)")
+    path = metainfo_path(path)
     split = path.parent.name if path.parent.name in CATEGORIES else None
-    return {key: FaceRecord.from_json(key, entry, split=split) for key, entry in data.items()}
-
-
-def metainfo_records(directory: Path) -> dict[str, FaceRecord]:
-    """A split's entries as FaceRecords; a metainfo that cannot be read is a DatasetError (one line, exit 2)."""
-    try:
-        return read_metainfo(directory)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{Path(directory) / METAINFO}: not a valid {METAINFO} ({e})") from None
+    return {key: FaceRecord.from_json(key, entry, split=split) for key, entry in load_metainfo(path).items()}
 
 
 #: attribution.csv's columns: one row per photo, as CC BY asks (who made it, its title, where it is, its license)

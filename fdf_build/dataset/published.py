@@ -16,18 +16,19 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from ..errors import BadInput
 from ..geometry import CropGeometry, recompute_crop
 from ..records import Photo
 from ..sources import metadata
-from .layout import IMAGE_MD5S, split_dirs
-from .metainfo import FaceRecord, metainfo_records
+from ..errors import DatasetError
+from .layout import IMAGE_MD5S, WORK_DIR, split_dirs
+from .loaders import BUILD_STATE, load_json, read_build_state
+from .metainfo import FaceRecord, read_metainfo
 
 #: The crop geometry a dataset was cut with, at its root (packed into metainfo.zip).
 GEOMETRY = "crop_geometry.json"
 
 
-class RehydrateError(BadInput):
+class RehydrateError(DatasetError):
     """A dataset that cannot be rehydrated as it is (no geometry, no way to find a photo): one line for the user."""
 
 
@@ -49,8 +50,8 @@ class Geometry:
 
 
 def _saved_build_config(dataset: Path) -> Optional[dict]:
-    state = Path(dataset) / ".work" / "build.json"
-    return json.loads(state.read_text())["config"] if state.is_file() else None
+    state = read_build_state(Path(dataset) / WORK_DIR)
+    return None if state is None else state["config"]
 
 
 def geometry_record(dataset: Path) -> bytes:
@@ -62,15 +63,19 @@ def load_geometry(dataset: Path) -> Geometry:
     dataset = Path(dataset)
     try:
         if (dataset / GEOMETRY).is_file():
-            data = json.loads((dataset / GEOMETRY).read_text())  # a build's CropGeometry, or a pack's record
+            data = load_json(dataset / GEOMETRY, "a crop geometry")  # a build's CropGeometry, or a pack's record
             return Geometry(expand=float(data["expand"]), size=int(data["size"]), flickr_size=data.get("flickr_size"))
         config = _saved_build_config(dataset)
-    except (ValueError, TypeError, KeyError) as e:
-        raise RehydrateError(f"{dataset / GEOMETRY}: not a crop geometry ({e})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise RehydrateError(f"{dataset / GEOMETRY}: not a crop geometry ({type(e).__name__}: {e})") from None
     if config is None:
         raise RehydrateError(f"{dataset} records no crop geometry: neither {GEOMETRY} nor .work/build.json; "
                              "download its metainfo.zip again, or pack it from the build's output")
-    return Geometry(expand=config["expand"], size=config["size"], flickr_size=config.get("flickr_size"))
+    try:
+        return Geometry(expand=float(config["expand"]), size=int(config["size"]), flickr_size=config.get("flickr_size"))
+    except (ValueError, TypeError, KeyError) as e:
+        raise RehydrateError(f"{dataset / WORK_DIR / BUILD_STATE}: no crop geometry in it ({type(e).__name__}: "
+                             f"{e})") from None
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ def read_md5s(split_dir: Path) -> dict[int, str]:
     if not path.is_file():
         return {}
     out = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         digest, _, name = line.strip().partition("  ")
         m = re.fullmatch(r"images/(\d+)\.png", name)
         if m and re.fullmatch(r"[0-9a-f]{32}", digest):
@@ -118,7 +123,7 @@ def published_faces(dataset: Path) -> list[PublishedFace]:
     faces = []
     for split, directory in split_dirs(dataset):
         md5s = read_md5s(directory)
-        for record in metainfo_records(directory).values():
+        for record in read_metainfo(directory).values():
             faces.append(_face(split, record, md5s.get(record.image)))
     return faces
 

@@ -74,15 +74,17 @@ class SplitWriter:
         self._written: set = set()  # photos whose row is written; one that comes back adds its faces after
         self._late: dict = {}
 
-    def add(self, source: Path, record: Union[FaceRecord, dict], landmarks: np.ndarray, box) -> None:
-        """Face number :attr:`count`: its PNG, metainfo record, ``(7, 2)`` landmarks in [0, 1] (NaN for
-        missing) and ``(4,)`` box in crop pixels."""
+    def add(self, source: Optional[Path], record: Union[FaceRecord, dict], landmarks: np.ndarray, box) -> None:
+        """Face number :attr:`count`: its PNG (None where the split has no image of it, as in a partial
+        download), metainfo record, ``(7, 2)`` landmarks in [0, 1] (NaN for missing) and ``(4,)`` box in
+        crop pixels."""
         n = self.count
         if not isinstance(record, FaceRecord):
             record = FaceRecord.from_json(None, record, split=self.split)
         if self.split is not None and record.category != CATEGORIES[self.split]:
             record = dataclasses.replace(record, category=CATEGORIES[self.split])
-        link_or_copy(source, self.directory / "images" / f"{n}.png")
+        if source is not None:
+            link_or_copy(source, self.directory / "images" / f"{n}.png")
         self._entries.write(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
         self._offsets.append(self._entries.tell())
         self._landmarks.write(_row(landmarks, *_LANDMARKS))

@@ -19,7 +19,6 @@ What a face's metainfo entry and the attribution file hold is
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 from collections import Counter
@@ -34,6 +33,7 @@ from ..geometry import GEOMETRY_FILE, CropGeometry
 from ..records import FaceCrop, Photo, SkipReason
 from ..sources.metadata import format_line, parse_line
 from ..split import SPLITS, split_of
+from .loaders import as_mapping, load_json, require
 from .metainfo import FaceRecord
 from .splitwriter import SplitWriter
 
@@ -89,7 +89,7 @@ class ShardWriter:
     def add_photo(self, photo: Photo, url: str, status: str, counts: Counter, detail: str = "") -> None:
         row = {"line": photo.line_number, "photo_id": photo.photo_id, "url": url, "status": status,
                "detail": detail, "counts": dict(counts)}
-        if status != "ok":
+        if status not in ("ok", SkipReason.BLOCKLISTED.value):
             row["yfcc"] = format_line(photo)  # what `retry-failed` needs to try it again
         with self._lock:
             self._photos.append(row)
@@ -126,8 +126,14 @@ class ShardWriter:
 
 
 def completed_stats(directory: Path) -> Optional[dict]:
+    """A completed shard's stats (its completion marker), None for a shard not completed; checked."""
     path = Path(directory) / STATS_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    stats = load_json(path, "a shard's stats")
+    require(isinstance(stats, dict) and all(isinstance(stats.get(k), dict) for k in ("photos", "faces", "skipped")),
+            path, "not a shard's stats (photos, faces and skipped counts); delete the shard's folder to redo it")
+    return stats
 
 
 def write_geometry(root: Path, geometry: CropGeometry) -> None:
@@ -176,16 +182,17 @@ def merge_shards(shard_dirs: Iterable[Path], out: Path, *, val_fraction: float,
         raise
 
 
-def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], bool]) -> int:
+def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], bool]) -> Optional[int]:
     """Delete a completed shard's faces of blocked owners or photos (``blocked(user_nsid, photo_id)``), PNGs too.
 
     Split images are hard links to shard PNGs, so a removal is only complete once the shards lose them as
     well; blocked photos' rows become ``blocklisted`` (without the metadata a retry would need). Returns
-    the faces deleted; an incomplete shard is left alone (a resumed build redoes it whole).
+    the faces deleted, None for an incomplete shard (left alone). The PNGs go first, then the lists that
+    name them: a purge killed halfway is found again, and finished, by the next one.
     """
     shard = Path(shard)
     if completed_stats(shard) is None:
-        return 0
+        return None
     faces = list(read_jsonl(shard / "faces.jsonl"))
     gone = [f for f in faces if blocked((r := FaceRecord.from_json(None, f)).user_nsid, r.photo_id)]
     photos = list(read_jsonl(shard / "photos.jsonl"))
@@ -199,12 +206,35 @@ def purge_shard(shard: Path, blocked: Callable[[Optional[str], Optional[int]], b
                 changed = True
     if gone:
         names = {f["_file"] for f in gone}
-        atomic_write(shard / "faces.jsonl", jsonl((f for f in faces if f["_file"] not in names), ensure_ascii=False))
-        for name in names:
+        for name in sorted(names):
             (shard / "faces" / name).unlink(missing_ok=True)
+        atomic_write(shard / "faces.jsonl", jsonl((f for f in faces if f["_file"] not in names), ensure_ascii=False))
     if changed:
         atomic_write(shard / "photos.jsonl", jsonl(photos))
     return len(gone)
+
+
+def read_attributes(directory: Path, count: int) -> Optional[list]:
+    """A split's per-face attributes (``attributes.jsonl``, else ``attributes/<n>.json``) in image order, or None
+    when it has none; a DatasetError when they cannot be read or some face has none."""
+    directory = Path(directory)
+    by_image = {}
+    if (directory / "attributes.jsonl").is_file():
+        for row in read_jsonl(directory / "attributes.jsonl"):
+            image = row.pop("image", None)
+            require(type(image) is int, directory / "attributes.jsonl", f"a row without an image number: {row}"[:200])
+            by_image[image] = row
+    elif (directory / "attributes").is_dir():
+        for path in (directory / "attributes").glob("*.json"):
+            if path.stem.isdigit():
+                by_image[int(path.stem)] = as_mapping(load_json(path, "a face's attributes"), path,
+                                                      "a face's attributes")
+    else:
+        return None
+    missing = sorted(set(range(count)) - set(by_image))
+    require(not missing, directory, f"attributes of {len(missing)} face(s) missing (e.g. {missing[:5]}); run "
+                                    "`fdf-build attributes` again, or delete attributes/ and attributes.jsonl")
+    return [by_image[i] for i in range(count)]
 
 
 def write_attributes(split_dir: Path, records: list[dict]) -> None:

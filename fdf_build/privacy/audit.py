@@ -11,7 +11,7 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from ..dataset.layout import dataset_splits
-from ..dataset.metainfo import metainfo_records
+from ..dataset.metainfo import read_metainfo
 from ..errors import BadInput
 from ..fetch import RateLimiter
 from ..records import SkipReason
@@ -50,7 +50,7 @@ def audit(dataset: Path, fetcher, *, base_url: Optional[str] = None, rate: float
     progress = progress or (lambda stage, n: None)
     urls = {}
     for _, directory in dataset_splits(dataset):
-        for record in metainfo_records(directory).values():
+        for record in read_metainfo(directory).values():
             # the image URL where there is one: Flickr answers a gone photo's with its placeholder redirect
             url = record.download_url or record.photo_url
             if record.photo_id is not None and url:

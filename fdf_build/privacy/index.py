@@ -18,8 +18,10 @@ forms work: ours, and FDF's published one (no ``photo_id``: it comes from
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -28,10 +30,15 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from ..dataset.layout import METAINFO, split_dirs
+from ..dataset.loaders import entry_problem
 from ..dataset.metainfo import CATEGORIES, FaceRecord, entry_photo_id
-from ..errors import BadInput
-from ..files import commit, temp_beside
+from ..errors import BadInput, DatasetError
+from ..files import clear_leftovers, commit, temp_beside
 from ..flickr import canonical_nsid
+from ..lock import dataset_lock
+from ..split import SPLITS
+
+log = logging.getLogger(__name__)
 
 INDEX_SUFFIX = ".index"
 INDEX_VERSION = 3
@@ -57,12 +64,18 @@ def _top_level_entries(f, chunk: int = 8 << 20) -> Iterator[tuple[str, int, int,
     of their UTF-8 bytes.
     """
     decoder = json.JSONDecoder()
-    text, base, eof = "", 0, False
+    utf8 = codecs.getincrementaldecoder("utf-8")()  # only to refuse what is not UTF-8, chunk by chunk
+    text, base, eof, read = "", 0, False, 0
 
     def more() -> bool:
-        nonlocal text, eof
+        nonlocal text, eof, read
         data = f.read(chunk)
         eof = not data
+        try:
+            utf8.decode(data, final=eof)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"invalid UTF-8 at byte {read + max(0, e.start)}") from None
+        read += len(data)
         text += data.decode("latin-1")
         return not eof
 
@@ -163,11 +176,18 @@ class MetainfoIndex:
                 continue  # read-only: try the next place
             try:
                 db = sqlite3.connect(tmp)
+                # a temp file that commit() fsyncs whole before its rename: SQLite's own journal and syncs
+                # would only make each of its transactions durable on the way
+                db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
                 _fill(db, metainfo, stamp)
                 db.close()
                 if file_stamp(metainfo) != stamp:  # changed while we read it: do not save a wrong index
                     raise BadInput(f"{metainfo} changed while it was indexed; run again")
                 commit(tmp, path)
+            except (sqlite3.OperationalError, OSError) as e:  # a full disk, say: the index is a cache
+                tmp.unlink(missing_ok=True)
+                log.warning("%s: the search index cannot be saved there (%s); kept in memory for now", path, e)
+                continue
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -256,8 +276,9 @@ def _fill(db: sqlite3.Connection, metainfo: Path, stamp: dict) -> None:
 
     def rows():
         for position, (key, start, end, entry) in enumerate(_top_level_entries(f)):
-            if not isinstance(entry, dict):
-                raise ValueError(f"entry {key!r} is not an object")
+            problem = entry_problem(entry)  # the metainfo loader's rule, entry by entry
+            if problem or not key.isascii() or not key.isdigit():
+                raise ValueError(f"entry {key[:40]!r}: {problem or 'not an image number'}")
             nsid = entry.get("user_nsid")
             yield (position, _utf8(key), start, end, _utf8(nsid) if nsid else None, entry_photo_id(entry),
                    *(_utf8(entry.get(name) or "") for name in ("license", "license_url", "detector", "keypoint_model")))
@@ -268,8 +289,10 @@ def _fill(db: sqlite3.Connection, metainfo: Path, stamp: dict) -> None:
             db.executescript(_INDEXES)
             db.executemany("INSERT INTO meta VALUES (?, ?)",
                            [("version", str(INDEX_VERSION)), ("stamp", json.dumps(stamp, sort_keys=True))])
+    except RecursionError:
+        raise DatasetError(f"{metainfo}: not a valid fdf_metainfo.json (JSON nested too deeply to read)") from None
     except (ValueError, AttributeError, TypeError) as e:
-        raise BadInput(f"{metainfo}: not a valid fdf_metainfo.json ({e})") from None
+        raise DatasetError(f"{metainfo}: not a valid fdf_metainfo.json ({e})") from None
 
 
 def metainfo_files(path: Path) -> list[tuple[str, Path]]:
@@ -315,11 +338,26 @@ def index_dataset(path: Path) -> None:
         MetainfoIndex.open(directory / METAINFO).close()
 
 
+def _put_back_swapped_out_splits(root: Path) -> None:
+    """Where a swap took two renames (no folder exchange on this file system) and a kill came between them, a
+    split is missing and its old folder is ``.SPLIT.old``: put it back, unless a command holding the lock is in
+    the middle of that swap right now."""
+    if not any((root / f".{split}.old").is_dir() and not (root / split).exists() for split in SPLITS):
+        return
+    try:
+        with dataset_lock(root, "search", read_only_ok=True, wait=False):
+            clear_leftovers(root, keep=lambda name: not name.endswith(".old"))
+    except (BlockingIOError, OSError):
+        pass  # a writer is at it, or the folder is read-only: search what is there
+
+
 def search(path: Path, *, nsids: Iterable[str] = (), photo_ids: Iterable[int] = ()) -> list[Match]:
     """Every face of these owners or photos under ``path`` (a metainfo file, a split or a dataset root).
 
     NSIDs match in any case of their ``@N`` (:func:`~fdf_build.flickr.canonical_nsid`)."""
     nsids, photo_ids = [canonical_nsid(n) for n in nsids], list(photo_ids)
+    if Path(path).is_dir():
+        _put_back_swapped_out_splits(Path(path))
     matches = []
     for split, metainfo in metainfo_files(path):
         index = MetainfoIndex.open(metainfo)

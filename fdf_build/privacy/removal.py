@@ -1,98 +1,223 @@
 """Removal: take a Flickr user's or photo's faces out of a dataset, and keep them out.
 
-* :func:`remove_faces` removes faces from every split at once, atomically
-  across splits (a journal makes a crash roll forward to the new dataset; a
-  crash before the journal leaves the old one), renumbers, records what went in
-  ``removed.jsonl`` and the dataset's ``blocklist.txt``, and deletes the faces
-  from the build's shards; :func:`removals` is what every later merge leaves out.
-  One removal runs at a time (:func:`dataset_lock`).
+* :func:`remove_faces` first puts the request on the dataset's ``blocklist.txt`` (from then on a running build
+  fetches and stages none of those photos, and no merge keeps them), then, under the dataset's lock, removes the
+  faces from every split at once (a journal makes a crash roll forward to the new dataset; a crash before the
+  journal leaves the old splits), renumbers, deletes the faces from the build's shards, and records what went in
+  ``removed.jsonl``. :func:`removals` is what every later merge, build and rehydration leaves out.
+* :func:`changing` is how every command that changes a dataset starts: it takes the dataset's lock
+  (:mod:`fdf_build.lock`) and :func:`settle`-s it, finishing or rolling back whatever a killed command left.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
-
-import numpy as np
+from typing import Iterable, Iterator, Optional
 
 from ..card import write_card
-from ..dataset.layout import LANDMARKS68, METAINFO, PHASH, WORK_DIR, split_dirs
-from ..dataset.metainfo import metainfo_records
+from ..dataset.archive import md5_file
+from ..dataset.layout import (BLOCKLIST, LANDMARKS68, LEDGER, METAINFO, PHASH, WORK_DIR, DatasetError, holds_dataset,
+                              image_numbers, load_array, split_dirs)
+from ..dataset.metainfo import read_metainfo
 from ..dataset.splitwriter import write_split
-from ..dataset.writer import purge_shard, write_attributes
-from ..errors import BadInput, Stopped
-from ..files import FILE_MODE, append_durably, jsonl, new_staging_dir, swap_in, write_json
+from ..dataset.writer import purge_shard, read_attributes, write_attributes
+from ..files import append_durably, clear_leftovers, jsonl, new_staging_dir, swap_in, write_json
 from ..flickr import canonical_nsid
+from ..lock import LOCK, dataset_lock
 from ..sources.filters import Blocklist
 from ..split import SPLITS
 from .index import file_stamp, index_dataset, search
 
-LEDGER = "removed.jsonl"
-BLOCKLIST = "blocklist.txt"
+__all__ = ["LEDGER", "BLOCKLIST", "LOCK", "dataset_lock", "changing", "settle", "recover", "removals",
+           "plan_removal", "remove_faces"]
+
 JOURNAL = ".remove-journal.json"
+#: staging folders of versions before every staging folder was named ``.staging-*``
+_LEGACY_STAGING = re.compile(r"^\.(remove-staging-|extract-|(train|val)\.(?!old$))")
 
 log = logging.getLogger(__name__)
 
-LOCK = ".privacy.lock"
-_lock_guard = threading.Lock()
-_thread_locks: dict[str, threading.RLock] = {}
-_held: dict[str, tuple[int, int]] = {}  # lock path -> (file descriptor, depth)
-
-
-@contextmanager
-def dataset_lock(dataset: Path):
-    """Hold the dataset's exclusive lock (``DATASET/.privacy.lock``): one removal, audit --apply or merge at a time.
-
-    ``flock`` keeps other processes out, a per-dataset ``RLock`` other threads of this one; the holder may
-    take it again (a removal inside ``apply_audit``). A second taker waits, and says it waits.
-    """
-    path = Path(dataset).resolve() / LOCK
-    key = str(path)
-    with _lock_guard:
-        thread_lock = _thread_locks.setdefault(key, threading.RLock())
-    with thread_lock:
-        fd, depth = _held.get(key, (None, 0))
-        if fd is None:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-            except OSError as e:
-                raise Stopped(f"{dataset}: cannot be changed ({e.strerror})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.warning("%s: another removal, audit --apply or build merge holds %s; waiting", dataset, path)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-        _held[key] = (fd, depth + 1)
+def ledger_rows(dataset: Path) -> list[dict]:
+    """The rows of ``DATASET/removed.jsonl`` (none when it is absent), each checked: a DatasetError names the
+    line that is not a removal record. A last line without its newline is an append a kill cut short: skipped."""
+    path = Path(dataset) / LEDGER
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not a removal ledger ({e})") from None
+    rows = []
+    lines = text.split("\n")
+    for number, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
         try:
-            yield
-        finally:
-            _held[key] = (fd, depth)
-            if depth == 0:
-                del _held[key]
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+            row = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            raise DatasetError(f"{path}: line {number} is not JSON ({e})") from None
+        photo_id = row.get("photo_id") if isinstance(row, dict) else None
+        if not isinstance(row, dict) or not isinstance(row.get("removal"), str) or not (
+                photo_id is None or (type(photo_id) is int and 0 <= photo_id < 1 << 63)):
+            raise DatasetError(f"{path}: line {number} is not a removal record (an object with a removal id "
+                               "and a photo_id that is a 64-bit integer or null)")
+        rows.append(row)
+    return rows
 
 
 def removals(dataset: Path) -> Blocklist:
     """Everything ``dataset`` must never hold again: its ``blocklist.txt`` and the photos in ``removed.jsonl``."""
     dataset = Path(dataset)
     blocked = Blocklist.from_file(dataset / BLOCKLIST) if (dataset / BLOCKLIST).is_file() else Blocklist()
-    ledger = dataset / LEDGER
-    if ledger.is_file():
-        with open(ledger, encoding="utf-8") as f:
-            photo_ids = {row["photo_id"] for row in map(json.loads, filter(str.strip, f)) if row.get("photo_id")}
-        blocked = blocked | Blocklist(photo_ids=frozenset(photo_ids))
-    return blocked
+    photo_ids = {row["photo_id"] for row in ledger_rows(dataset) if row.get("photo_id") is not None}
+    return blocked | Blocklist(photo_ids=frozenset(photo_ids))
+
+
+class LiveRemovals:
+    """``removals(dataset)`` plus a blocklist file, read again whenever one of their files changed.
+
+    What a build asks before it fetches each photo and before it stages its faces: a removal made while the
+    build runs puts its owners on the dataset's blocklist first, and the build takes no photo of theirs after
+    that. Three ``stat`` calls a question; safe to call from many threads.
+    """
+
+    def __init__(self, dataset: Path, blocklist: Optional[Path] = None):
+        self.paths = [Path(dataset) / BLOCKLIST, Path(dataset) / LEDGER, *([Path(blocklist)] if blocklist else [])]
+        self.dataset, self.blocklist = Path(dataset), blocklist
+        self._stamps: Optional[tuple] = None
+        self._blocked = Blocklist()
+        self._lock = threading.Lock()
+
+    def current(self) -> Blocklist:
+        stamps = tuple(_stamp(p) for p in self.paths)
+        with self._lock:
+            if stamps != self._stamps:
+                extra = Blocklist.from_file(self.blocklist) if self.blocklist else Blocklist()
+                self._blocked, self._stamps = removals(self.dataset) | extra, stamps
+            return self._blocked
+
+    def blocks(self, user_nsid: Optional[str], photo_id: Optional[int]) -> bool:
+        return self.current().blocks(user_nsid, photo_id)
+
+    def __contains__(self, photo) -> bool:
+        return self.blocks(photo.user_nsid, photo.photo_id)
+
+
+def _stamp(path: Path) -> Optional[tuple]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+# ---------------------------------------------------------------- what killed commands leave
+
+
+def _journal_staging(dataset: Path) -> Optional[str]:
+    path = Path(dataset) / JOURNAL
+    if not path.is_file():
+        return None
+    return _read_journal(dataset).get("staging")
+
+
+def _read_journal(dataset: Path) -> dict:
+    path = Path(dataset) / JOURNAL
+    try:
+        journal = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(journal, dict) or not isinstance(journal["removal"], str) or not isinstance(
+                journal["ledger"], list) or not isinstance(journal["blocklist"], list):
+            raise ValueError("not a removal journal")
+    except (OSError, ValueError, KeyError, RecursionError) as e:
+        raise DatasetError(f"{path}: a removal journal that cannot be read ({e}); nothing was changed: the "
+                           "removal it records was interrupted. Delete the file and run that removal again") from None
+    return journal
+
+
+#: a search index's temp file untouched this long is a killed search's: a live one is written to all along
+INDEX_TEMP_AGE = 600.0
+
+
+def _live_index_temp(folder: Path):
+    """Whether a leftover-looking name in ``folder`` is a search index being built now: searches take no lock, so
+    their temp files are cleared only once they stopped changing."""
+
+    def live(name: str) -> bool:
+        if not name.startswith(f".{METAINFO}.index."):
+            return False
+        try:
+            return time.time() - (folder / name).stat().st_mtime < INDEX_TEMP_AGE
+        except FileNotFoundError:
+            return True
+    return live
+
+
+def settle(dataset: Path) -> list[str]:
+    """Finish or roll back what killed commands left in ``dataset``; the caller holds its lock (see :func:`changing`).
+
+    A removal past its commit point is finished; a swap killed halfway is undone (the old split is back);
+    staging folders and temp files anywhere a command writes (the dataset, its splits, their images and
+    attributes, the build's shards) are deleted, so no copy of a removed face outlives the next command.
+    Returns what was cleared, for the log.
+    """
+    dataset = Path(dataset)
+    journal_staging = _journal_staging(dataset)
+    keep = lambda name: name == journal_staging  # noqa: E731 - the staging folder a journal still needs
+    cleared = clear_leftovers(dataset, keep=keep)
+    for leftover in sorted(dataset.glob(".*")):
+        if _LEGACY_STAGING.match(leftover.name) and leftover.is_dir() and leftover.name != journal_staging:
+            shutil.rmtree(leftover)
+            cleared.append(leftover.name)
+    if journal_staging is not None or (dataset / JOURNAL).is_file():
+        _roll_forward(dataset)
+        cleared.append(JOURNAL)
+    folders = [dataset / WORK_DIR, *sorted((dataset / WORK_DIR).glob("shard_*")),
+               *sorted((dataset / WORK_DIR).glob("shard_*/faces"))]
+    for split in SPLITS:
+        folders += [dataset / split, dataset / split / "images", dataset / split / "attributes"]
+    for folder in folders:
+        if folder.is_dir() and not folder.is_symlink():
+            cleared += [f"{folder.relative_to(dataset)}/{name}"
+                        for name in clear_leftovers(folder, keep=_live_index_temp(folder))]
+    if cleared:
+        log.info("%s: cleared what an interrupted command left: %s", dataset, ", ".join(cleared))
+    return cleared
+
+
+@contextmanager
+def changing(dataset: Path, what: str) -> Iterator[None]:
+    """Hold ``dataset``'s lock and :func:`settle` it first: how every command that changes a dataset starts."""
+    dataset = Path(dataset)
+    dataset.mkdir(parents=True, exist_ok=True)
+    with dataset_lock(dataset, what):
+        settle(dataset)
+        yield
+
+
+def recover(dataset: Path) -> Optional[str]:
+    """What a reader does first: settle the dataset if a killed removal or swap left it unfinished (under its
+    lock), else nothing, without a lock (a read-only copy stays searchable)."""
+    dataset = Path(dataset)
+    if not (dataset / JOURNAL).is_file() and not any(p.name.endswith(".old") or p.name.startswith(".staging-")
+                                                       for p in dataset.glob(".*")):
+        return None
+    with dataset_lock(dataset, "recovery", read_only_ok=True):
+        settle(dataset)
+    return None
+
+
+# ---------------------------------------------------------------- removing
 
 
 def _metainfo_stamps(dataset: Path) -> dict:
@@ -119,28 +244,44 @@ def plan_removal(dataset: Path, *, nsids: Iterable[str] = (), photo_ids: Iterabl
     nsids, photo_ids = tuple(sorted({canonical_nsid(n) for n in nsids})), tuple(sorted({int(p) for p in photo_ids}))
     stamps = _metainfo_stamps(dataset)
     drop, entries = {}, {}
-    for match in search(dataset, nsids=nsids, photo_ids=photo_ids):
+    # a dataset whose first build has not merged yet has no faces to take out, only a blocklist to keep them out
+    matches = search(dataset, nsids=nsids, photo_ids=photo_ids) if stamps or not holds_dataset(dataset) else []
+    for match in matches:
         drop.setdefault(match.split, []).append(int(match.image))
         entries.setdefault(match.split, {})[int(match.image)] = match.record
     return RemovalPlan(dataset, {k: sorted(v) for k, v in drop.items()}, entries, nsids, photo_ids, stamps)
 
 
-def _swap_split(dataset: Path, staging: Path, split: str) -> None:
-    """One split's swap; a separate function so tests can inject a crash between splits."""
-    if (staging / split).exists():
+def _swap_split(dataset: Path, staging: Path, split: str, new_metainfo: Optional[str] = None) -> None:
+    """One split's swap; a separate function so tests can inject a crash between splits.
+
+    ``new_metainfo``: the md5 of the new split's metainfo. A swap exchanges the two folders, so after one that
+    a kill cut short of its clean-up, the staging folder holds the old split: it is deleted, not swapped back.
+    """
+    if not (staging / split).exists():
+        return
+    if new_metainfo is not None and (dataset / split / METAINFO).is_file() \
+            and md5_file(dataset / split / METAINFO) == new_metainfo:
+        shutil.rmtree(staging / split)
+    else:
         swap_in(staging / split, dataset / split)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def remove_faces(plan: RemovalPlan, *, reason: str = "removal request") -> dict:
     """Apply ``plan``; returns {split: {old: new or None}}, also written to ``renumbering.json`` per split.
 
-    Runs under the dataset's lock; a plan made before another removal changed the dataset is made
-    again first, so its numbers are the dataset's. A failure before the commit point leaves the old
-    dataset and no staging directory.
+    The request goes on the dataset's blocklist first, before the lock is waited for: a build running meanwhile
+    takes none of these photos from then on. Then, under the lock, a plan made before another command changed
+    the dataset is made again, so its numbers are the dataset's. A failure before the commit point leaves the
+    old splits (the request stays on the blocklist: running the removal again finishes it).
     """
     dataset = plan.dataset
-    with dataset_lock(dataset):
-        recover(dataset)
+    _block(dataset, [*plan.nsids, *map(str, plan.photo_ids)], f"removal {_now()} ({reason})")
+    with changing(dataset, "fdf-build remove"):
         if plan.stamps != _metainfo_stamps(dataset):
             plan = plan_removal(dataset, nsids=plan.nsids, photo_ids=plan.photo_ids)
         mappings = _remove_locked(plan, reason)
@@ -150,18 +291,13 @@ def remove_faces(plan: RemovalPlan, *, reason: str = "removal request") -> dict:
 
 def _remove_locked(plan: RemovalPlan, reason: str) -> dict:
     dataset = plan.dataset
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    blocked = [*plan.nsids, *map(str, plan.photo_ids)]
-    if not plan.count:
-        # nothing to take out now, but the request must still keep these out of every later build
-        if blocked:
-            _append_blocklist(dataset, blocked, f"blocked {now} ({reason}); no faces were in the dataset")
-            _purge_work(dataset, Blocklist.from_lines(blocked))
-        return {}
-    staging = new_staging_dir(dataset, ".remove-staging-")
+    now = _now()
+    staging, mappings = None, {}
     try:
-        mappings = {split: _write_kept(directory, staging / split, set(plan.drop[split]))
-                    for split, directory in split_dirs(dataset) if plan.drop.get(split)}
+        if plan.count:
+            staging = new_staging_dir(dataset, "remove")
+            mappings = {split: _write_kept(directory, staging / split, set(plan.drop[split]))
+                        for split, directory in split_dirs(dataset) if plan.drop.get(split)}
         removal_id = uuid.uuid4().hex
         ledger = [
             {"removal": removal_id, "date": now, "reason": reason, "split": split, "old_image": old,
@@ -169,17 +305,33 @@ def _remove_locked(plan: RemovalPlan, reason: str) -> dict:
              "photo_url": e.photo_url or e.download_url or None}
             for split, faces in plan.entries.items() for old, e in sorted(faces.items())
         ]
-        # the commit point: once the journal exists, recovery finishes the removal
+        # the commit point: once the journal exists, recovery finishes the removal (shards included)
         write_json(dataset / JOURNAL, {
-            "removal": removal_id, "staging": staging.name, "ledger": ledger, "date": now, "reason": reason,
-            "blocklist": blocked,
+            "removal": removal_id, "staging": staging and staging.name, "ledger": ledger, "date": now,
+            "reason": reason, "blocklist": [*plan.nsids, *map(str, plan.photo_ids)],
+            "splits": {split: md5_file(staging / split / METAINFO) for split in mappings},
         })
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     _roll_forward(dataset)
-    index_dataset(dataset)  # renumbered splits: the next search should not pay for the index
+    if plan.count:
+        index_dataset(dataset)  # renumbered splits: the next search should not pay for the index
     return mappings
+
+
+def reapply_removals(dataset: Path, *, reason: str) -> int:
+    """Take out again every face the dataset's removals name (after a download brought a published copy back
+    over it); returns how many faces went."""
+    blocked = removals(dataset)
+    if not len(blocked):
+        return 0
+    plan = plan_removal(dataset, nsids=blocked.nsids, photo_ids=blocked.photo_ids)
+    if not plan.count:
+        return 0
+    mappings = remove_faces(plan, reason=reason)
+    return sum(new is None for mapping in mappings.values() for new in mapping.values())
 
 
 #: Files of a split that a removal writes anew; any other plain file is carried over as it is.
@@ -189,16 +341,18 @@ _REWRITTEN = {"images", METAINFO, "landmarks.npy", "bounding_box.npy", LANDMARKS
 
 def _write_kept(directory: Path, staging: Path, gone: set[int]) -> dict:
     """Write ``directory`` without the faces numbered in ``gone`` into ``staging``; returns {old: new or None}."""
-    meta = metainfo_records(directory)
-    landmarks = np.load(directory / "landmarks.npy")
-    boxes = np.load(directory / "bounding_box.npy")
+    meta = read_metainfo(directory)
+    landmarks = load_array(directory, "landmarks.npy", shape=(len(meta), 7, 2))
+    boxes = load_array(directory, "bounding_box.npy", shape=(len(meta), 4))
     keep = [i for i in range(len(meta)) if i not in gone]
-    write_split(staging, [(directory / "images" / f"{i}.png", meta[str(i)], landmarks[i], boxes[i]) for i in keep])
-    attributes = _read_attributes(directory, len(meta))
+    have = image_numbers(directory)  # a partial copy (some license archives only) stays as partial
+    write_split(staging, [(directory / "images" / f"{i}.png" if i in have else None, meta[str(i)], landmarks[i],
+                           boxes[i]) for i in keep])
+    attributes = read_attributes(directory, len(meta))
     if attributes is not None:
         write_attributes(staging, [attributes[i] for i in keep])
     for extra in directory.iterdir():
-        if extra.is_file() and extra.name not in _REWRITTEN and not extra.name.startswith(METAINFO):
+        if extra.is_file() and extra.name not in _REWRITTEN and not extra.name.startswith((METAINFO, ".")):
             shutil.copy2(extra, staging / extra.name)
     mapping = {str(i): None for i in gone}
     mapping.update({str(old): new for new, old in enumerate(keep)})
@@ -207,67 +361,40 @@ def _write_kept(directory: Path, staging: Path, gone: set[int]) -> dict:
     return mapping
 
 
-def _read_attributes(directory: Path, count: int) -> Optional[list]:
-    """A split's per-face attributes (``attributes.jsonl``, else ``attributes/<n>.json``) in image order, or None."""
-    by_image = {}
-    if (directory / "attributes.jsonl").is_file():
-        with open(directory / "attributes.jsonl", encoding="utf-8") as f:
-            for row in map(json.loads, filter(str.strip, f)):
-                by_image[int(row.pop("image"))] = row
-    elif (directory / "attributes").is_dir():
-        for path in (directory / "attributes").glob("*.json"):
-            if path.stem.isdigit():
-                by_image[int(path.stem)] = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        return None
-    missing = sorted(set(range(count)) - set(by_image))
-    if missing:
-        raise BadInput(f"{directory}: attributes of {len(missing)} face(s) missing (e.g. {missing[:5]}); "
-                       "run `fdf-build attributes` again, or delete attributes/ and attributes.jsonl")
-    return [by_image[i] for i in range(count)]
-
-
-def recover(dataset: Path) -> Optional[str]:
-    """Finish a removal a crash interrupted, or discard one that had not reached its commit point."""
-    dataset = Path(dataset)
-    if not (dataset / JOURNAL).is_file() and not any(dataset.glob(".remove-staging-*")):
-        return None  # nothing to do: no lock needed (a read-only copy stays searchable)
-    with dataset_lock(dataset):
-        if (dataset / JOURNAL).is_file():
-            return _roll_forward(dataset)
-        for leftover in dataset.glob(".remove-staging-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-    return None
-
-
-def _append_blocklist(dataset: Path, entries: list[str], comment: str) -> None:
-    """Add the entries the blocklist does not hold yet (a second removal of an owner adds nothing)."""
-    listed = Blocklist.from_file(dataset / BLOCKLIST) if (dataset / BLOCKLIST).is_file() else Blocklist()
-    new = [entry for entry in entries if not listed.lists(entry)]
+def _block(dataset: Path, entries: list[str], comment: str) -> None:
+    """Append to the dataset's blocklist the entries its removals do not keep out yet (none: nothing is written;
+    a second removal of an owner adds nothing)."""
+    have = removals(dataset)
+    new = [entry for entry in dict.fromkeys(entries) if not have.lists(entry)]
     if new:
-        append_durably(dataset / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in new))
+        append_durably(Path(dataset) / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in new))
 
 
 def _purge_work(dataset: Path, blocked: Blocklist) -> None:
-    """Take removed faces out of the build's shards too (the split images are hard links to them)."""
+    """Take removed faces out of the build's shards too (the split images are hard links to them).
+
+    A shard without its completion marker is deleted whole: it holds faces no merge has checked, and a
+    resumed build redoes it whole anyway.
+    """
     for shard in sorted((dataset / WORK_DIR).glob("shard_*")):
-        purge_shard(shard, blocked.blocks)
+        if purge_shard(shard, blocked.blocks) is None:
+            shutil.rmtree(shard)
 
 
 def _roll_forward(dataset: Path) -> str:
-    journal = json.loads((dataset / JOURNAL).read_text())
-    staging = dataset / journal["staging"]
-    for split in SPLITS:
-        _swap_split(dataset, staging, split)
+    """Finish the removal the journal records; each step is idempotent, so a killed roll-forward is repeated."""
+    journal = _read_journal(dataset)
+    staging = dataset / journal["staging"] if journal.get("staging") else None
+    if staging is not None:
+        for split in SPLITS:
+            _swap_split(dataset, staging, split, journal.get("splits", {}).get(split))
     photo_ids = {row["photo_id"] for row in journal["ledger"] if row.get("photo_id") is not None}
     _purge_work(dataset, Blocklist.from_lines(journal["blocklist"]) | Blocklist(photo_ids=frozenset(photo_ids)))
-    ledger_path = dataset / LEDGER
-    done = ledger_path.is_file() and f'"removal": "{journal["removal"]}"' in ledger_path.read_text()
-    if not done:
-        # blocklist first, ledger last, each on disk before the next: the ledger line marks this removal
-        # recorded, and a crash in between only repeats blocklist lines, which is harmless
-        _append_blocklist(dataset, journal["blocklist"], f"removed {journal['date']} ({journal['reason']})")
-        append_durably(ledger_path, jsonl(journal["ledger"]))
-    shutil.rmtree(staging, ignore_errors=True)
+    # blocklist first (normally there since the request), ledger last: the ledger line marks this removal recorded
+    _block(dataset, journal["blocklist"], f"removal {journal['date']} ({journal['reason']})")
+    if journal["ledger"] and not any(row["removal"] == journal["removal"] for row in ledger_rows(dataset)):
+        append_durably(dataset / LEDGER, jsonl(journal["ledger"]))
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
     (dataset / JOURNAL).unlink()
     return journal["removal"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from ..errors import BadInput
+from ..dataset.layout import REQUESTS
 from ..files import appending
 from ..flickr import canonical_nsid, photo_id_from_url
 from .index import search
@@ -28,7 +30,7 @@ try:
 except ImportError:  # Windows: appends are still one write each, only not locked against each other
     fcntl = None
 
-REQUESTS_FILE = "removal-requests.jsonl"
+REQUESTS_FILE = REQUESTS
 MAX_QUERY = 1000  # the longest Flickr photo URL with its query string is far shorter
 MAX_CONTACT = 254  # the longest e-mail address SMTP allows
 MAX_REASON = 2000
@@ -42,6 +44,12 @@ HOW_TO_ASK = ("Enter your Flickr NSID (like 12345678@N00), a photo id (like 2899
 
 class BadRequest(ValueError):
     """A query or request that cannot be taken: the message says what to enter instead."""
+
+
+def unprintable(text: str, *, allow: str = "") -> list[str]:
+    """The characters of ``text`` that would act on a terminal rather than show (controls, escapes, bidi
+    overrides, line separators), but those in ``allow``."""
+    return [c for c in text if c not in allow and unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")]
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ def parse_query(text: str) -> Query:
         raise BadRequest(HOW_TO_ASK)
     if len(text) > MAX_QUERY:
         raise BadRequest(f"That is longer than {MAX_QUERY} characters. {HOW_TO_ASK}")
+    if unprintable(text):
+        raise BadRequest(f"That holds control characters. {HOW_TO_ASK}")
     if _NSID.fullmatch(text):
         return Query(text, nsids=(canonical_nsid(text),))
     if _PHOTO_ID.fullmatch(text):
@@ -95,10 +105,12 @@ class Request:
     def from_form(cls, query: Query, contact: str, reason: str, faces_found: int = 0) -> "Request":
         """Validate what the page's form sent besides its query (raises :class:`BadRequest`)."""
         contact, reason = (contact or "").strip(), (reason or "").strip()
-        if not _CONTACT.fullmatch(contact) or len(contact) > MAX_CONTACT:
+        if not _CONTACT.fullmatch(contact) or len(contact) > MAX_CONTACT or unprintable(contact):
             raise BadRequest("Give an e-mail address the maintainer can write to, to confirm the request.")
         if len(reason) > MAX_REASON:
             raise BadRequest(f"The reason is longer than {MAX_REASON} characters.")
+        if unprintable(reason, allow="\r\n\t"):
+            raise BadRequest("The reason holds control characters; write it as plain text.")
         return cls(query, contact, reason, faces_found)
 
     def to_json(self) -> dict:

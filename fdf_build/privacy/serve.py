@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from html import escape
 from pathlib import Path
 from typing import Optional
@@ -39,6 +40,7 @@ from ..dataset.metainfo import FaceRecord
 from ..errors import BadInput, Stopped
 from ..split import SPLITS
 from .index import Match, index_dataset, search
+from .removal import recover
 from .requests import (MAX_CONTACT, MAX_QUERY, MAX_REASON, REQUESTS_FILE, BadRequest, Query, Request, append_request,
                        parse_query)
 
@@ -103,16 +105,14 @@ class OwnerPage:
         split, name = request.path_params["split"], request.path_params["name"]
         if split not in SPLITS or not _IMAGE.fullmatch(name):
             raise HTTPException(404)
-        folder = os.path.realpath(self.dataset / split / "images")
-        path = os.path.realpath(os.path.join(folder, name))
-        # a link inside images/ that points elsewhere is not an image of the dataset
-        if os.path.dirname(path) != folder or not os.path.isfile(path):
+        data = _read_own_file(self.dataset, split, "images", name)
+        if data is None:
             raise HTTPException(404)
-        with open(path, "rb") as f:
-            data = f.read()
         return Response(data, media_type="image/png", headers={**HEADERS, "Cache-Control": "public, max-age=300"})
 
     async def submit(self, request: HttpRequest) -> Response:
+        if not _same_origin(request):
+            raise HTTPException(403)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/x-www-form-urlencoded":
             raise HTTPException(415)
@@ -194,6 +194,43 @@ them out of later builds.</p>
         return _html(f"{escape(self.title)}: find your photos", body, status)
 
 
+def _read_own_file(root: Path, *parts: str) -> Optional[bytes]:
+    """The bytes of ``root/parts...`` where no part below ``root`` is a link and the last is a plain file, else
+    None: a linked ``images/`` folder, or a link inside it, does not make an outside file a dataset image."""
+    nofollow = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, nofollow | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with os.fdopen(os.open(parts[-1], nofollow, dir_fd=fd), "rb") as f:
+            return f.read() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+    except OSError:  # missing, or a link (ELOOP, ENOTDIR)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _same_origin(request: HttpRequest) -> bool:
+    """Whether a POST comes from this page, not from a form on another site that a browser was made to send.
+
+    Browsers say where a request comes from: ``Sec-Fetch-Site`` (same-origin, or none for one typed or
+    bookmarked), else ``Origin``, which must name the host the request was sent to (behind a proxy: keep
+    ``Host``). A client sending neither is not a browser carrying someone's visit, so it is let through.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin != "null" and urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
 def _card(m: Match) -> str:
     r = FaceRecord.from_json(m.image, m.entry, split=m.split)
     src = f"image/{quote(m.split)}/{r.image}.png"
@@ -227,6 +264,7 @@ def _html(title: str, body: str, status: int = 200) -> Response:
 
 _ERRORS = {
     400: "That request could not be read.",
+    403: "Send the form from this page itself.",
     404: "There is nothing at this address.",
     405: "That method is not allowed here.",
     413: "That is more than this page accepts.",
@@ -255,6 +293,7 @@ def _home(request: HttpRequest) -> str:
 def create_app(dataset: Path, *, requests_file: Optional[Path] = None, title: Optional[str] = None) -> Starlette:
     dataset = Path(dataset)
     dataset_splits(dataset)
+    recover(dataset)  # a removal a killed command left half done is finished before anyone searches
     index_dataset(dataset)  # a metainfo that does not parse is refused now, not answered with a 503 per search
     page = OwnerPage(dataset, requests_file, title)
     queue = page.requests_file
@@ -286,11 +325,12 @@ def log_config() -> dict:
 
 
 def run(dataset: Path, *, host: str = "127.0.0.1", port: int = 8000, requests_file: Optional[Path] = None,
-        title: Optional[str] = None, workers_limit: int = 64) -> None:
-    """Serve until interrupted. Client addresses in the log come from X-Forwarded-For when the proxy's address is
-    in FORWARDED_ALLOW_IPS (uvicorn's setting; 127.0.0.1 by default)."""
+        title: Optional[str] = None) -> None:
+    """Serve until interrupted, with the limits of :mod:`.httpguard`. Client addresses in the log come from
+    X-Forwarded-For when the proxy's address is in FORWARDED_ALLOW_IPS (uvicorn's setting; 127.0.0.1 by default)."""
     import uvicorn
 
+    from .httpguard import server_config
+
     app = create_app(dataset, requests_file=requests_file, title=title)
-    uvicorn.run(app, host=host, port=port, log_config=log_config(), access_log=True, server_header=False,
-                limit_concurrency=workers_limit, timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+    uvicorn.Server(server_config(app, host=host, port=port, log_config=log_config(), access_log=True)).run()
