@@ -16,6 +16,7 @@ from fdf_build.cli.options import HttpUrl
 from fdf_build.dataset.metainfo import read_metainfo
 from fdf_build.demo import demo_metadata, demo_photos
 from fdf_build.localserver import PLACEHOLDER_PATH, LocalServer, Redirect
+from fdf_build.lock import LOCK
 from fdf_build.sources.metadata import format_line
 
 from .conftest import DEMO_DATA
@@ -130,9 +131,9 @@ class World:
 
 
 def locked(root: Path) -> Path:
-    """The dataset cannot be changed: its removal lock is a folder where a file must go (no chmod stops root)."""
-    (root / ".privacy.lock").unlink(missing_ok=True)
-    (root / ".privacy.lock").mkdir()
+    """The dataset cannot be changed: its lock is a folder where a file must go (no chmod stops root)."""
+    (root / LOCK).unlink(missing_ok=True)
+    (root / LOCK).mkdir()
     return root
 
 
