@@ -18,6 +18,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
 STAGING, TEMP_SUFFIX = ".staging-", ".tmp"
+_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp\Z")  # temp_beside's names: mkstemp puts 8 such characters there
 
 
 def temp_beside(path: Union[str, Path]) -> Path:
@@ -214,13 +216,16 @@ def swap_in(staging: Path, final: Path) -> None:
     shutil.rmtree(old)
 
 
-def clear_leftovers(directory: Path, *, keep: Callable[[str], bool] = lambda name: False) -> list[str]:
+def clear_leftovers(directory: Path, *, swapped: Iterable[str] = (),
+                    keep: Callable[[str], bool] = lambda name: False) -> list[str]:
     """Clear what killed commands left in ``directory`` (not below it); returns the names cleared.
 
-    A ``.NAME.old`` goes back to ``NAME`` where ``NAME`` is missing (a swap killed halfway is undone), else it
-    is removed; staging folders and temp files are removed, but those whose name ``keep`` is true for.
-    Call it only while holding the lock of whatever writes there (:mod:`fdf_build.lock`).
+    For each folder of ``swapped`` (the names :func:`swap_in` puts in place there), a ``.NAME.old`` goes back to
+    ``NAME`` where ``NAME`` is missing (a swap killed halfway is undone), else it is removed. Staging folders
+    and temp files, as this module names them, are removed, but those whose name ``keep`` is true for; nothing
+    else is touched. Call it only while holding the lock of whatever writes there (:mod:`fdf_build.lock`).
     """
+    old_names = {old_name(Path(name)).name for name in swapped}
     directory = Path(directory)
     cleared = []
     try:
@@ -232,7 +237,7 @@ def clear_leftovers(directory: Path, *, keep: Callable[[str], bool] = lambda nam
         if not name.startswith(".") or keep(name):
             continue
         path = Path(entry.path)
-        if name.endswith(".old") and entry.is_dir(follow_symlinks=False):
+        if name in old_names and entry.is_dir(follow_symlinks=False):
             final = path.with_name(name[1:-4])
             if final.exists():
                 shutil.rmtree(path)
@@ -240,7 +245,7 @@ def clear_leftovers(directory: Path, *, keep: Callable[[str], bool] = lambda nam
                 os.replace(path, final)
         elif name.startswith(STAGING) and entry.is_dir(follow_symlinks=False):
             shutil.rmtree(path)
-        elif name.endswith(TEMP_SUFFIX) and entry.is_file(follow_symlinks=False):
+        elif _TEMP.match(name) and entry.is_file(follow_symlinks=False):
             os.unlink(path)
         else:
             continue

@@ -282,11 +282,11 @@ def test_what_killed_commands_left_is_cleared_by_the_next_command(tmp_path):
         folder.mkdir(parents=True)
         (folder / "0.png").write_bytes((dataset / "train" / "images" / "0.png").read_bytes())
     shutil.copytree(dataset / "train", dataset / ".train.old")  # a swap done, its old split not yet deleted
-    temps = [dataset / "train" / "images" / ".5.png.x1y2.tmp", dataset / ".work" / "shard_00000" / "faces" /
-             ".9_0.png.abcd.tmp", dataset / ".stats.json.zz.tmp"]
+    temps = [dataset / "train" / "images" / ".5.png.x1y2z3w4.tmp", dataset / ".work" / "shard_00000" / "faces" /
+             ".9_0.png.abcd1234.tmp", dataset / ".stats.json.zz99yy88.tmp"]
     for temp in temps:
         temp.write_bytes(b"half a file")
-    stale, live = (dataset / "train" / f".fdf_metainfo.json.index.{x}.tmp" for x in ("old1", "new1"))
+    stale, live = (dataset / "train" / f".fdf_metainfo.json.index.{x}.tmp" for x in ("old12345", "new12345"))
     stale.write_bytes(b"a killed search's")
     live.write_bytes(b"a search building its index now")
     _os.utime(stale, (time.time() - 3600, time.time() - 3600))

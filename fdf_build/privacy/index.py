@@ -346,7 +346,7 @@ def _put_back_swapped_out_splits(root: Path) -> None:
         return
     try:
         with dataset_lock(root, "search", read_only_ok=True, wait=False):
-            clear_leftovers(root, keep=lambda name: not name.endswith(".old"))
+            clear_leftovers(root, swapped=SPLITS, keep=lambda name: not name.endswith(".old"))
     except (BlockingIOError, OSError):
         pass  # a writer is at it, or the folder is read-only: search what is there
 

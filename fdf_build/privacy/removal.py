@@ -174,7 +174,7 @@ def settle(dataset: Path) -> list[str]:
     dataset = Path(dataset)
     journal_staging = _journal_staging(dataset)
     keep = lambda name: name == journal_staging  # noqa: E731 - the staging folder a journal still needs
-    cleared = clear_leftovers(dataset, keep=keep)
+    cleared = clear_leftovers(dataset, swapped=SPLITS, keep=keep)
     for leftover in sorted(dataset.glob(".*")):
         if _LEGACY_STAGING.match(leftover.name) and leftover.is_dir() and leftover.name != journal_staging:
             shutil.rmtree(leftover)
