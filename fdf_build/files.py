@@ -103,9 +103,10 @@ def jsonl(rows: Iterable[dict], *, ensure_ascii: bool = True, sort_keys: bool = 
     return "".join(json.dumps(row, ensure_ascii=ensure_ascii, sort_keys=sort_keys) + "\n" for row in rows)
 
 
-def read_jsonl(path: Path) -> Iterator[dict]:
+def read_jsonl(path: Path, *, torn_tail: bool = False) -> Iterator[dict]:
     """The objects of a ``.jsonl`` file this project wrote, one a line; a line that is not one is a
-    :class:`~fdf_build.errors.DatasetError` naming the file and the line."""
+    :class:`~fdf_build.errors.DatasetError` naming the file and the line. ``torn_tail``: a last line without its
+    newline that is not JSON is an append a crash cut short (:func:`appending` drops it): skipped."""
     try:
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, start=1):
@@ -114,6 +115,8 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 try:
                     row = json.loads(line)
                 except (ValueError, RecursionError) as e:
+                    if torn_tail and not line.endswith("\n"):
+                        return
                     raise DatasetError(f"{path}: line {number} is not JSON ({e})") from None
                 if not isinstance(row, dict):
                     raise DatasetError(f"{path}: line {number} is a JSON {type(row).__name__}, not an object")
@@ -128,13 +131,16 @@ def read_jsonl(path: Path) -> Iterator[dict]:
 def appending(path: Union[str, Path], *, lock: bool = False) -> Iterator:
     """``path`` open for appending (``lock``: locked against other appenders); fsynced before it is closed.
 
-    For a new file its directory is fsynced too: the file's name must survive a crash, not only its bytes.
+    For a new file its directory is fsynced too: the file's name must survive a crash, not only its bytes. What
+    follows the last newline is an append a crash cut short (every append here ends its lines): it is dropped
+    first, so the new lines do not continue it.
     """
     path = Path(path)
     new = not path.exists()
-    with open(path, "a", encoding="utf-8") as f:
+    with open(path, "a+", encoding="utf-8") as f:  # read too: to find a torn last line
         if lock and fcntl is not None:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        _drop_torn_tail(f.fileno())
         yield f
         f.flush()
         os.fsync(f.fileno())
@@ -146,8 +152,23 @@ def appending(path: Union[str, Path], *, lock: bool = False) -> Iterator:
             os.close(directory)
 
 
-def append_durably(path: Union[str, Path], text: str) -> None:
-    with appending(path) as f:
+def _drop_torn_tail(fd: int, block: int = 4096) -> None:
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            os.truncate(fd, start + newline + 1)
+            return
+        end = start
+    os.truncate(fd, 0)
+
+
+def append_durably(path: Union[str, Path], text: str, *, lock: bool = False) -> None:
+    with appending(path, lock=lock) as f:
         f.write(text)
 
 

@@ -304,3 +304,17 @@ def test_a_split_swapped_out_halfway_is_put_back(tmp_path):
     (dataset / "train").rename(dataset / ".train.old")
     result = CliRunner().invoke(search_command, [str(dataset), "--user-nsid", "amy@N00"])
     assert result.exit_code == 0 and load_metainfo(dataset / "train") == before, result.output
+
+
+def test_an_append_a_crash_cut_short_is_dropped_not_continued(tmp_path):
+    """A ledger or blocklist line without its newline is an append that never finished: the next removal
+    reads past it and appends on a line of its own."""
+    dataset = make_dataset(tmp_path / "dataset", ["amy@N00", "bob@N01"], val_fraction=0.0)
+    (dataset / "blocklist.txt").write_text("# removal\ncat@N02\ndan@N0")
+    (dataset / "removed.jsonl").write_text('{"removal": "r1", "photo_id": null}\n{"removal": "r2", "pho')
+    result = CliRunner().invoke(cli, ["remove", str(dataset), "--user-nsid", "bob@N01"])
+    assert result.exit_code == 0, result.output
+    blocked = Blocklist.from_file(dataset / "blocklist.txt")
+    assert blocked.nsids == {"cat@N02", "bob@N01"}
+    rows = [json.loads(line) for line in (dataset / "removed.jsonl").read_text().splitlines()]
+    assert rows[0] == {"removal": "r1", "photo_id": None} and {r["user_nsid"] for r in rows[1:]} == {"bob@N01"}

@@ -32,7 +32,7 @@ from ..dataset.layout import (BLOCKLIST, LANDMARKS68, LEDGER, METAINFO, PHASH, W
 from ..dataset.metainfo import read_metainfo
 from ..dataset.splitwriter import write_split
 from ..dataset.writer import purge_shard, read_attributes, write_attributes
-from ..files import append_durably, clear_leftovers, jsonl, new_staging_dir, swap_in, write_json
+from ..files import append_durably, clear_leftovers, jsonl, new_staging_dir, read_jsonl, swap_in, write_json
 from ..flickr import canonical_nsid
 from ..lock import LOCK, dataset_lock
 from ..sources.filters import Blocklist
@@ -50,29 +50,17 @@ log = logging.getLogger(__name__)
 
 def ledger_rows(dataset: Path) -> list[dict]:
     """The rows of ``DATASET/removed.jsonl`` (none when it is absent), each checked: a DatasetError names the
-    line that is not a removal record. A last line without its newline is an append a kill cut short: skipped."""
+    line that is not a removal record."""
     path = Path(dataset) / LEDGER
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return []
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: not a removal ledger ({e})") from None
-    rows = []
-    lines = text.split("\n")
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as e:
-            raise DatasetError(f"{path}: line {number} is not JSON ({e})") from None
-        photo_id = row.get("photo_id") if isinstance(row, dict) else None
-        if not isinstance(row, dict) or not isinstance(row.get("removal"), str) or not (
+    rows = list(read_jsonl(path, torn_tail=True))
+    for number, row in enumerate(rows, start=1):
+        photo_id = row.get("photo_id")
+        if not isinstance(row.get("removal"), str) or not (
                 photo_id is None or (type(photo_id) is int and 0 <= photo_id < 1 << 63)):
-            raise DatasetError(f"{path}: line {number} is not a removal record (an object with a removal id "
-                               "and a photo_id that is a 64-bit integer or null)")
-        rows.append(row)
+            raise DatasetError(f"{path}: row {number} is not a removal record (a removal id, and a photo_id that is "
+                               "a 64-bit integer or null)")
     return rows
 
 
@@ -367,7 +355,9 @@ def _block(dataset: Path, entries: list[str], comment: str) -> None:
     have = removals(dataset)
     new = [entry for entry in dict.fromkeys(entries) if not have.lists(entry)]
     if new:
-        append_durably(Path(dataset) / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in new))
+        # locked against another removal's request appended at the same time (requests come before the dataset lock)
+        append_durably(Path(dataset) / BLOCKLIST, f"# {comment}\n" + "".join(f"{entry}\n" for entry in new),
+                       lock=True)
 
 
 def _purge_work(dataset: Path, blocked: Blocklist) -> None:
