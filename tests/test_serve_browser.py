@@ -16,9 +16,9 @@ from .conftest import REPO
 from .serving import ServerThread
 
 serve = pytest.importorskip("fdf_build.privacy.serve", reason="the serve extra is not installed: pip install -e '.[serve]'")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from .browser import browser, needs_browser  # noqa: E402,F401 (a fixture)
@@ -54,15 +54,20 @@ def shown_faces(driver) -> list:
 def search(driver, url, text):
     driver.get(url)
     box = driver.find_element(By.NAME, "q")
-    box.send_keys(text + Keys.ENTER)
-    wait_for_next_page(driver, box)
+    to_next_page(driver, lambda: box.send_keys(text + Keys.ENTER))
 
 
-def wait_for_next_page(driver, element):
-    """Until the page that held ``element`` is replaced by a fully loaded one, thumbnails and all."""
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
-        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
+def to_next_page(driver, action):
+    """Does ``action`` and waits until the page it was done on is replaced by a fully loaded one, thumbnails and all.
+
+    The old page is marked on its window, not found by an element: asking chromedriver about an element of a page
+    being replaced can fail with an inspector error instead of saying it is stale, and so can a script run in that
+    moment, which is why the wait tries again."""
+    driver.execute_script("window.fdfOldPage = true")
+    action()
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(lambda d: d.execute_script(
+        "return !window.fdfOldPage && document.readyState === 'complete'"
+        " && Array.from(document.images).every(i => i.complete)"))
 
 
 def test_owner_finds_their_faces_and_asks_for_removal_in_a_browser(demo, browser):
@@ -91,9 +96,7 @@ def test_owner_finds_their_faces_and_asks_for_removal_in_a_browser(demo, browser
         search(browser, url, owner)
         browser.find_element(By.ID, "contact").send_keys("owner@example.org")
         browser.find_element(By.ID, "reason").send_keys("These are my photos.")
-        button = browser.find_element(By.CSS_SELECTOR, "form.request button")
-        button.click()
-        wait_for_next_page(browser, button)
+        to_next_page(browser, browser.find_element(By.CSS_SELECTOR, "form.request button").click)
         assert browser.find_element(By.TAG_NAME, "h1").text == "Request received"
         queued = [json.loads(line) for line in (demo / "removal-requests.jsonl").read_text().splitlines()]
         assert [(q["nsids"], q["contact"], q["faces_found"]) for q in queued] == [
