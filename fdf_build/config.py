@@ -31,8 +31,8 @@ EXECUTORS = ("local", "ray")
 #: Settings that never change a build's shards (where it goes, how fast and where it runs, what the merge leaves
 #: out), and the metadata file and blocklist, which enter a build's identity by their content (fdf_build.identity),
 #: not their path.
-NOT_OUTPUT = ("out", "workers", "per_host", "timeout", "deadline", "retries", "max_retry_after", "metadata",
-              "base_url", "crawl_date", "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device",
+NOT_OUTPUT = ("out", "out_url", "workers", "per_host", "timeout", "deadline", "retries", "max_retry_after",
+              "metadata", "base_url", "crawl_date", "rate", "retry_budget", "executor", "ray_address", "weights_dir", "device",
               "batch_size", "blocklist", "dedup")
 
 
@@ -43,7 +43,10 @@ class BuildError(Stopped):
 @dataclass(frozen=True, kw_only=True)
 class BuildConfig(FetchSettings):
     metadata: str
+    #: where the build works: the dataset itself, or with ``out_url`` the driver's local copy of it
     out: Path
+    #: an object store URL (``s3://...``) the shards and dataset go to (:mod:`fdf_build.remote`), if not local
+    out_url: Optional[str] = None
     limit: Optional[int] = None
     base_url: Optional[str] = None
     flickr_size: Optional[str] = None

@@ -5,7 +5,9 @@ Each actor loads the models once (like a local build's :class:`~fdf_build.shard.
 and builds whole shards, writing them where a local build would; the driver
 streams the metadata, keeps a bounded number of shards in flight, and merges
 at the end exactly as a local build does, so the output is the same bytes.
-On a multi-machine cluster, ``--out`` must be on a filesystem every node sees.
+On a multi-machine cluster, ``--out`` is either on a filesystem every node sees or an object store URL
+(``s3://...``): then each actor builds its shards on its own disk and stores them there, and the driver
+merges from there (:mod:`fdf_build.remote`).
 """
 
 from __future__ import annotations
@@ -26,12 +28,22 @@ class ShardActor:
         from .shard import Stages
 
         self.stages = Stages.from_config(config, cpus=1)  # the one CPU Ray gave this actor
+        self.out_url = config.out_url
 
     def build(self, lines: list[str], shard_dir: str, crawl_date: str) -> tuple[int, dict]:
+        from .remote import RemoteOutput, scratch
         from .shard import build_shard
 
         photos = [parse_line(line, 0) for line in lines]
-        return len(photos), build_shard(self.stages, photos, Path(shard_dir), crawl_date, lambda stage, n: None)
+        quiet = lambda stage, n: None  # noqa: E731
+        if self.out_url is None:
+            return len(photos), build_shard(self.stages, photos, Path(shard_dir), crawl_date, quiet)
+        # this node may not see the driver's disk: build here, store the shard at --out, the driver fetches it
+        with scratch("fdf_build-shard-") as folder:
+            local = folder / Path(shard_dir).name
+            stats = build_shard(self.stages, photos, local, crawl_date, quiet)
+            RemoteOutput(self.out_url, folder).publish_shard(local)
+        return len(photos), stats
 
 
 def run_shards_ray(config: BuildConfig, jobs: Iterable, crawl_date: str, progress) -> Iterator[dict]:

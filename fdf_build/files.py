@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -272,3 +273,13 @@ def clear_leftovers(directory: Path, *, swapped: Iterable[str] = (),
             continue
         cleared.append(name)
     return cleared
+
+
+def tar_info(name: str, size: int) -> tarfile.TarInfo:
+    """A tar member's header that depends on its name and size alone (mtime 0, owner root, mode 0644), so that
+    the same files always make the same tar."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info

@@ -31,6 +31,7 @@ from .models.stack import check_models, weights_files
 from .privacy.index import index_dataset
 from .privacy.removal import LiveRemovals, changing, removals
 from .records import Photo, RunCounts, SkipReason
+from .remote import RemoteOutput
 from .shard import Progress, Stages, run_shard, run_shards_locally
 from .sources.filters import Blocklist, Eligibility, resolve_licenses
 from .sources.scan import Eligible, Scanner, ScanSummary
@@ -133,7 +134,12 @@ def _chunks(items: Iterator[Eligible], size: int) -> Iterator[list[Eligible]]:
 
 
 def _build_locked(config: BuildConfig, progress: Progress) -> Summary:
+    remote = RemoteOutput(config.out_url, config.out) if config.out_url else None
+    if remote:
+        remote.pull_state()
     work, crawl_date, started_with = _prepare_work_dir(config)
+    if remote:
+        remote.push_state()
     summary = Summary()
     scan_summary = ScanSummary()
     shard_dirs = []
@@ -148,7 +154,7 @@ def _build_locked(config: BuildConfig, progress: Progress) -> Summary:
         for number, lines in enumerate(chunks):
             shard_dir = work / f"shard_{number:05d}"
             shard_dirs.append(shard_dir)
-            stats = completed_stats(shard_dir)
+            stats = completed_stats(shard_dir) or (remote.shard_stats(shard_dir) if remote else None)
             if stats is None:
                 photos = [line.photo() for line in lines]
                 allowed = [p for p in photos if p not in not_fetched]
@@ -169,7 +175,13 @@ def _build_locked(config: BuildConfig, progress: Progress) -> Summary:
         summary.shards["built"] += 1
         summary.add_shard(stats)
     summary.selection = scan_summary.to_dict()
-    return _finish(config, summary, shard_dirs)
+    if remote:
+        for shard_dir in shard_dirs:
+            remote.fetch_shard(shard_dir)
+    _finish(config, summary, shard_dirs)
+    if remote:
+        remote.publish_dataset()
+    return summary
 
 
 def _finish(config: BuildConfig, summary: Summary, shard_dirs: list[Path]) -> Summary:

@@ -31,6 +31,7 @@ from .models.pose import KeypointModel
 from .models.stack import make_models
 from .privacy.removal import LiveRemovals
 from .records import FaceCrop, Photo, Skip, SkipReason
+from .remote import RemoteOutput
 from .sources import metadata
 
 log = logging.getLogger(__name__)
@@ -150,11 +151,18 @@ def stopped(e: BaseException) -> BuildError:
 
 
 def run_shards_locally(config: BuildConfig, jobs, crawl_date: str, progress: Progress) -> Iterator[dict]:
-    """Build each (photos, shard directory) job in this process; models load only if a shard needs them."""
+    """Build each (photos, shard directory) job in this process; models load only if a shard needs them.
+
+    With a URL ``--out``, each shard is stored there once built (so a build resumed elsewhere keeps it).
+    """
     stages = None
+    remote = RemoteOutput(config.out_url, config.out) if config.out_url else None
     for photos, shard_dir in jobs:
         stages = stages or Stages.from_config(config)
-        yield build_shard(stages, photos, shard_dir, crawl_date, progress)
+        stats = build_shard(stages, photos, shard_dir, crawl_date, progress)
+        if remote:
+            remote.publish_shard(shard_dir)
+        yield stats
 
 
 def build_shard(stages: Stages, photos: list[Photo], shard_dir: Path, crawl_date: str, progress: Progress) -> dict:

@@ -179,6 +179,12 @@ WALK = {
     ("pack", "missing dataset"): lambda w: (["pack", w.empty, "--out", w.empty / "m"], 2, w.empty),
     ("pack", "undecodable"): lambda w: (["pack", w.dataset, "--out", w.empty / "m"], 2, bad_metainfo(w.dataset)),
     ("pack", "unwritable"): lambda w: (["pack", w.dataset, "--out", UNWRITABLE], 1, UNWRITABLE),
+    ("export", "missing dataset"): lambda w: (["export", w.empty, "--format", "webdataset", "--out", w.empty / "x"],
+                                              2, w.empty),
+    ("export", "undecodable"): lambda w: (["export", w.dataset, "--format", "parquet", "--out", w.empty / "x"], 2,
+                                          bad_metainfo(w.dataset)),
+    ("export", "unwritable"): lambda w: (["export", w.dataset, "--format", "stylegan", "--out", UNWRITABLE], 1,
+                                         UNWRITABLE),
     ("verify", "missing dataset"): lambda w: (["verify", w.empty], 2, w.empty),
     # verify's own answer: a dataset it can read but finds broken is a failed check (1), as `md5sum -c` says
     ("verify", "undecodable"): lambda w: (["verify", bad_metainfo(w.dataset).parents[1]], 1, w.dataset),
@@ -221,7 +227,7 @@ WALK = {
 NOT_MET = {
     "missing dataset": {"scan", "build", "demo", "detect"},  # no dataset among their inputs (a missing FILE: click)
     "bad model": {"scan", "retry-failed", "pack", "verify", "rehydrate", "report", "remove", "audit", "serve",
-                  "download", "search", "duplicates",
+                  "download", "search", "duplicates", "export",
                   "features"},  # they run no model (retry-failed: the build's own; features: no model option)
     # they write nothing (search: its index falls back to the user's cache)
     "unwritable": {"scan", "detect", "verify", "search", "duplicates"},

@@ -14,15 +14,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fdf_build"
 
 #: floor of each module or subpackage, bottom (0) to top; a name not listed is a new module: give it a floor
 FLOORS = {
-    "records": 0, "errors": 0, "files": 0, "geometry": 0, "split": 0, "flickr": 0, "localserver": 0, "lock": 0,
+    "records": 0, "errors": 0, "files": 0, "geometry": 0, "split": 0, "flickr": 0, "localserver": 0, "lock": 0, "storage": 0,
     "sources": 1, "fetch": 1, "decode": 1, "dedup": 1, "deadline": 1,
     "config": 2, "identity": 2, "models": 2,
     "models.stack": 3, "dataset": 3, "crop": 3, "facefilter": 3, "quality": 3,
     "privacy": 4, "card": 4,
-    "shard": 5,
+    "shard": 5, "remote": 5,
     "distributed": 6,
     "pipeline": 7, "rehydrate": 7,
-    "attributes": 8, "report": 8, "demo": 8, "features": 8,
+    "attributes": 8, "report": 8, "demo": 8, "features": 8, "export": 8,
     "cli": 9, "__main__": 9,
 }
 #: what a model may see: arrays and records (and the error types it raises), never the config, a dataset or the network

@@ -25,6 +25,7 @@ from fdf_build.split import split_of
 
 from .conftest import DEMO_DATA
 from .demo_faces import found_faces, kept_faces
+from .s3server import bucket, objects, s3_endpoint  # noqa: F401 (fixtures)
 
 SPLIT_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv")
 
@@ -458,19 +459,53 @@ def test_retry_failed_needs_a_finished_build(tmp_path):
     assert result.exit_code == 2 and "holds no build" in result.output
 
 
-def test_ray_executor_gives_the_local_output(built, world, tmp_path):
+@pytest.fixture(scope="module")
+def local_ray(s3_endpoint):
+    """One Ray for this module's tests (it takes seconds to start), started after the S3 server's environment
+    is set, so its workers reach the server as the driver does."""
     ray = pytest.importorskip("ray")
     from fdf_build.distributed import start_local_ray
 
-    from .loopback import descendants, is_loopback, listening_addresses
+    from .loopback import descendants, listening_addresses
+
+    start_local_ray(num_cpus=2)
+    yield listening_addresses(descendants(os.getpid()))
+    ray.shutdown()
+
+
+def test_ray_executor_gives_the_local_output(built, world, local_ray, tmp_path):
+    from .loopback import is_loopback
 
     out, _ = built
-    start_local_ray(num_cpus=2)
-    try:
-        addresses = listening_addresses(descendants(os.getpid()))
-        summary = build(world, tmp_path / "ray", workers=4, shard_size=3, executor="ray")
-    finally:
-        ray.shutdown()
-    assert len(addresses) >= 3 and all(map(is_loopback, addresses)), addresses  # GCS, raylet, workers
+    summary = build(world, tmp_path / "ray", workers=4, shard_size=3, executor="ray")
+    assert len(local_ray) >= 3 and all(map(is_loopback, local_ray)), local_ray  # GCS, raylet, workers
     assert summary.shards["built"] >= 4
     assert dataset_bytes(tmp_path / "ray") == dataset_bytes(out)
+
+
+def test_ray_build_to_object_storage_gives_the_local_output(built, world, local_ray, bucket, tmp_path):
+    """Actors build shards on their own disks and store them in S3; the driver merges from there and uploads the
+    dataset: what lands in the bucket is the local build, and a re-run resumes from the stored shards."""
+    import fsspec
+
+    out, _ = built
+    url = f"{bucket}/fdf"
+    # the driver's folder has the local build's name: the dataset card is titled after it
+    summary = build(world, tmp_path / "driver" / out.name, workers=4, shard_size=3, executor="ray", out_url=url)
+    stored = objects(url)
+    assert summary.shards["built"] >= 4 and sum(n.endswith("_stats.json") for n in stored) == summary.shards["built"]
+    in_splits = lambda name: name.split("/")[0] in ("train", "val") and not name.endswith(".index")  # noqa: E731
+    local = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {n: data for n, data in stored.items() if in_splits(n)} == {n: d for n, d in local.items() if in_splits(n)}
+    assert stored["README.md"] == local["README.md"] and dataset_bytes(out).keys() <= stored.keys()
+    assert json.loads(stored["stats.json"])["splits"] == json.loads((out / "stats.json").read_text())["splits"]
+    # another driver, with the local executor, resumes from the store alone: the last shard is gone from it
+    last = max(n for n in stored if n.endswith("_stats.json"))
+    fsspec.filesystem("s3").rm([f"{url}/{last}", f"{url}/{last.replace('_stats.json', '.tar')}"])
+    again = build(world, tmp_path / "elsewhere" / out.name, workers=4, shard_size=3, out_url=url)
+    assert (again.shards["resumed"], again.shards["built"]) == (summary.shards["built"] - 1, 1)
+    # the shard built again is back in the store (its photos.jsonl names this run's server); the dataset is the same
+    now = objects(url)
+    assert now.keys() == stored.keys()
+    dataset = lambda found: {k: v for k, v in found.items() if not k.startswith(".work/") and k != "stats.json"}  # noqa
+    assert dataset(now) == dataset(stored)

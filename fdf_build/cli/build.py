@@ -84,6 +84,9 @@ def _echo_scan(result: dict, as_json: bool) -> None:
 @click.option("--ray-address", help="Ray cluster to join (default: start a local Ray).")
 @click.option("--attributes", "with_attributes", is_flag=True,
               help="Then write every face's FFHQ-Features attributes, as `fdf-build attributes OUT` does.")
+@click.option("--local-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With a URL --out: where this machine merges the shards before uploading the dataset "
+                   "(default: a folder in the temp dir, removed once the dataset is uploaded).")
 def build(file: str, with_attributes: bool, **options) -> None:
     """Build an FDF256-style dataset from a YFCC100M metadata FILE.
 
@@ -97,16 +100,31 @@ def build(file: str, with_attributes: bool, **options) -> None:
     """
     if file != "-" and not Path(file).is_file():
         raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
+    if isinstance(options["out"], str) and with_attributes:
+        raise click.BadParameter("with a URL --out, run `fdf-build attributes` on a local copy",
+                                 param_hint="--attributes")
     _run_and_report(lambda progress: _build(file, progress, options), options["out"], source=file)
     if with_attributes:
         annotate_dataset(options["out"])
 
 
 def _build(file, progress, options):
-    from ..pipeline import run_build
+    import shutil
 
-    resume = options.pop("resume")
-    return run_build(BuildConfig(metadata=file, **options), progress, restart=not resume)
+    from ..pipeline import run_build
+    from ..remote import RemoteOutput, default_local_dir
+
+    options = dict(options)
+    resume, out, local_dir = options.pop("resume"), options.pop("out"), options.pop("local_dir")
+    url = out if isinstance(out, str) else None
+    config = BuildConfig(metadata=file, out=(local_dir or default_local_dir(url)) if url else out, out_url=url,
+                         **options)
+    if url and not resume:
+        RemoteOutput(url, config.out).discard_work()
+    summary = run_build(config, progress, restart=not resume)
+    if url and not local_dir:
+        shutil.rmtree(config.out.parent)  # uploaded: the local copy was only where the merge ran
+    return summary
 
 
 def _run_and_report(job, out: Path, source: str = "the metadata file") -> None:
@@ -227,6 +245,9 @@ def demo(out: Path, serve: bool, port: int, **options) -> None:
       fdf-build build data/demo/demo_yfcc100m.tsv --out data/mine --base-url URL   # in another shell
     """
     from ..demo import build_demo, demo_server
+
+    if isinstance(out, str):
+        raise click.BadParameter("the demo writes to a local directory", param_hint="--out")
 
     with demo_server(out, port=port, max_seconds=None if serve else 600.0) as (url, tsv):
         _run_and_report(lambda progress: build_demo(out, url, tsv, progress=progress, **options), out)

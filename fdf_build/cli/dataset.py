@@ -9,17 +9,18 @@ from typing import Optional
 import click
 
 from ..errors import Stopped
-from .options import URL, Bars, echo_counter, echo_problems, parsing_option, politeness_options
+from .options import URL, Bars, Output, echo_counter, echo_problems, parsing_option, politeness_options
 
 
 @click.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for the zips and manifest.json (host it as a mirror).")
+@click.option("--out", type=Output(), required=True,
+              help="Directory or object store URL (s3://bucket/prefix...; the s3 extra) for the zips and "
+                   "manifest.json (host it as a mirror).")
 @click.option("--metadata-only", is_flag=True,
               help="Only metainfo.zip (metainfo, landmarks, boxes, attribution, image md5s, crop geometry): "
                    "no pixels; users recreate the images from Flickr with `fdf-build rehydrate`.")
-def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
+def pack(dataset: Path, out, metadata_only: bool) -> None:
     """Pack a DATASET in the FDF layout into FDF256's zips plus a manifest, for hosting a mirror.
 
     \b
@@ -35,7 +36,7 @@ def pack(dataset: Path, out: Path, metadata_only: bool) -> None:
     manifest = pack_dataset(dataset, out, metadata_only=metadata_only)
     for f in manifest["files"]:
         click.echo(f"{f['name']}: {f['size']:,} bytes, md5 {f['md5']}")
-    click.echo(f"manifest: {out / 'manifest.json'}")
+    click.echo(f"manifest: {str(out).rstrip('/')}/manifest.json")
 
 
 @click.command()

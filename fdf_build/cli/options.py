@@ -59,11 +59,25 @@ def eligibility_options(command):
     )(command)
 
 
+class Output(click.ParamType):
+    """An output directory (a ``Path``), or an fsspec URL such as ``s3://bucket/prefix`` (kept as text)."""
+
+    name = "directory or URL"
+
+    def convert(self, value, param, ctx):
+        from ..storage import is_remote
+
+        if isinstance(value, str) and is_remote(value):
+            return value
+        return click.Path(file_okay=False, path_type=Path).convert(value, param, ctx)
+
+
 def build_options(command):
     """Options shared by ``build`` and ``demo``: how photos are fetched, detected, cropped and split."""
     options = [
-        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-                     help="Output directory; {train,val}/ land here, shards in OUT/.work/."),
+        click.option("--out", type=Output(), required=True,
+                     help="Output directory, or an object store URL (s3://bucket/prefix...; the s3 extra); "
+                          "{train,val}/ land here, shards in OUT/.work/."),
         click.option("--workers", type=click.IntRange(1, 512), default=16, show_default=True,
                      help="Photos in flight at once (fetching threads)."),
         click.option("--min-face", type=click.IntRange(1), default=64, show_default=True,

@@ -18,14 +18,16 @@ import shutil
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Optional, Union
+from typing import BinaryIO, Iterable, Optional, Union
 
-from ..files import atomic_write, clear_leftovers, new_staging_dir, replacing
+from ..files import clear_leftovers, new_staging_dir
 from ..lock import dataset_lock
+from ..storage import Storage
 from ..sources.filters import license_code
 from .layout import IMAGE_MD5S, RECORDS, DatasetError, dataset_splits, load_metainfo, verify_dataset
 
 METAINFO_ARCHIVE = "metainfo"
+MANIFEST = "manifest.json"
 #: Files of each split that travel in metainfo.zip.
 METAINFO_FILES = ("fdf_metainfo.json", "landmarks.npy", "bounding_box.npy", "attribution.csv", "landmarks68.npy",
                   "phash.npy")
@@ -55,10 +57,11 @@ def md5_file(path: Path) -> str:
     return md5_digest(path).hexdigest()
 
 
-def _write_zip(path: Path, members: list[tuple[str, Union[Path, bytes]]]) -> None:
-    """A zip of (name, file or bytes) members, in name order with fixed dates and modes: same input, same bytes."""
-    with replacing(path) as tmp, zipfile.ZipFile(tmp, "w") as z:
-        for arcname, source in sorted(members, key=lambda m: m[0]):
+def write_zip(stream: BinaryIO, members: Iterable[tuple[str, Union[Path, bytes]]]) -> None:
+    """A zip of (name, file or bytes) members, in the given order, with fixed dates and modes: same input, same
+    bytes. ``stream`` is written front to back (a :class:`~fdf_build.storage.Sink`: local file or object store)."""
+    with zipfile.ZipFile(stream, "w") as z:
+        for arcname, source in members:
             info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
             info.external_attr = (stat.S_IFREG | 0o644) << 16
             # PNGs are already compressed; deflating them again only costs time.
@@ -67,21 +70,23 @@ def _write_zip(path: Path, members: list[tuple[str, Union[Path, bytes]]]) -> Non
                 if isinstance(source, bytes):
                     out.write(source)
                 else:
-                    with _own_file(source) as f:
+                    with own_file(source) as f:
                         shutil.copyfileobj(f, out, 1 << 20)
 
 
-def _own_file(path: Path):
-    """``path`` opened for reading, refused unless it is a plain file: a link to /etc/passwd is not a face."""
+def own_file(path: Path):
+    """``path`` opened for reading, refused unless it is a plain file: a link to /etc/passwd is not a face (packs
+    and exports copy only the dataset's own files)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         if os.path.islink(path):
-            raise DatasetError(f"{path}: a symbolic link; a pack holds only the dataset's own files") from None
+            raise DatasetError(f"{path}: a symbolic link; a pack or export holds only the dataset's own files") \
+                from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise DatasetError(f"{path}: not a plain file; a pack holds only the dataset's own files")
+        raise DatasetError(f"{path}: not a plain file; a pack or export holds only the dataset's own files")
     return os.fdopen(fd, "rb")
 
 
@@ -96,15 +101,16 @@ def image_md5s(split_dir: Path, keys) -> bytes:
     return "".join(lines).encode()
 
 
-def pack(dataset: Path, out: Path, *, base_name: str = "fdf256", metadata_only: bool = False) -> dict:
-    """Write ``metainfo.zip``, one zip per license and ``manifest.json`` into ``out``; returns the manifest.
+def pack(dataset: Path, out: Union[str, Path], *, base_name: str = "fdf256", metadata_only: bool = False) -> dict:
+    """Write ``metainfo.zip``, one zip per license and ``manifest.json`` into ``out`` (a directory or an fsspec
+    URL: each zip is written whole or not at all, the manifest last); returns the manifest.
 
     ``metadata_only`` packs only ``metainfo.zip``, with each split's image md5s
     and the crop geometry added: all that :mod:`~fdf_build.rehydrate` needs to
     recreate the images from Flickr, and no pixels, so a photo its owner deletes
     drops out of every copy made from it.
     """
-    dataset, out = Path(dataset), Path(out)
+    dataset, storage = Path(dataset), Storage(out)
     with dataset_lock(dataset, "fdf-build pack", read_only_ok=True):
         splits = dataset_splits(dataset)
         problems = [p for found in verify_dataset(dataset).values() for p in found]
@@ -112,17 +118,19 @@ def pack(dataset: Path, out: Path, *, base_name: str = "fdf256", metadata_only: 
             raise DatasetError(f"{dataset} is not a consistent FDF dataset, not packed: {problems[0]}"
                                + (f" (and {len(problems) - 1} more problem(s): fdf-build verify lists them)"
                                   if len(problems) > 1 else ""))
-        out.mkdir(parents=True, exist_ok=True)
-        with dataset_lock(out, "fdf-build pack"):
-            return _pack_locked(dataset, splits, out, base_name, metadata_only)
+        if storage.remote:  # no lock on an object store, and no temp file to clear: an unfinished upload is no object
+            return _pack_locked(dataset, splits, storage, base_name, metadata_only)
+        storage.root.mkdir(parents=True, exist_ok=True)
+        with dataset_lock(storage.root, "fdf-build pack"):
+            clear_leftovers(storage.root)  # the temp zips of a pack killed before
+            return _pack_locked(dataset, splits, storage, base_name, metadata_only)
 
 
-def _pack_locked(dataset: Path, splits: list, out: Path, base_name: str, metadata_only: bool) -> dict:
+def _pack_locked(dataset: Path, splits: list, storage: Storage, base_name: str, metadata_only: bool) -> dict:
     from .published import GEOMETRY, geometry_record
 
-    clear_leftovers(out)  # the temp zips of a pack killed before
     # no manifest while the zips change: a mirror half-packed names nothing, rather than old md5s for new zips
-    (out / "manifest.json").unlink(missing_ok=True)
+    storage.remove([MANIFEST] if storage.exists(MANIFEST) else [])
     groups: dict[str, list[tuple[str, Union[Path, bytes]]]] = {METAINFO_ARCHIVE: []}
     if (dataset / GEOMETRY).is_file() or metadata_only:
         # raises, saying what is missing, when a metadata-only pack could not be recut by anyone
@@ -142,15 +150,16 @@ def _pack_locked(dataset: Path, splits: list, out: Path, base_name: str, metadat
             groups.setdefault(group, []).append((f"{split}/images/{key}.png", directory / "images" / f"{key}.png"))
     files = []
     for group, members in groups.items():
-        path = out / f"{group}.zip"
-        _write_zip(path, members)
-        entry = {"name": path.name, "url": path.name, "md5": md5_file(path), "size": path.stat().st_size}
+        name = f"{group}.zip"
+        with storage.open_write(name) as sink:
+            write_zip(sink, sorted(members, key=lambda m: m[0]))
+        entry = {"name": name, "url": name, "md5": sink.md5, "size": sink.size}
         if group != METAINFO_ARCHIVE:
             entry["license"] = group
             entry["license_url"] = licenses[group]
         files.append(entry)
     manifest = {"name": base_name, "files": files, **({"metadata_only": True} if metadata_only else {})}
-    atomic_write(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    storage.write_bytes(MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
