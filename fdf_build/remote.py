@@ -7,6 +7,10 @@ driver keeps the build's state (``.work/build.json``), fetches the shards into a
 there exactly as a local build does, and uploads the dataset: the FDF layout under ``OUT/``, files
 replaced one by one (an object store has no folder to swap), faces no longer in the dataset deleted, and
 ``stats.json`` deleted first and written last, so a reader that finds it finds the whole dataset.
+
+A command that changes a stored dataset (``fdf-build remove s3://...``) works the same way on a copy:
+:func:`stored_dataset` fetches the dataset and its complete shards, the command runs on the copy as on any local
+dataset, and the shards it changed and then the dataset are stored again.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import tarfile
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
-from .dataset.layout import WORK_DIR
+from .dataset.layout import METAINFO, WORK_DIR
 from .dataset.writer import STATS_NAME, completed_stats
+from .errors import BadInput
 from .files import new_staging_dir, swap_in, tar_info
 from .privacy.index import INDEX_SUFFIX
 from .privacy.removal import BLOCKLIST, LEDGER
@@ -35,12 +40,17 @@ _PULLED = (STATE, LEDGER, BLOCKLIST)
 STATS = "stats.json"
 
 
-def default_local_dir(url: str) -> Path:
-    """Where the driver works for ``url`` unless told: a folder in the system's temp dir, one per URL, named as
-    the URL's last part (``s3://bucket/fdf256`` -> ``.../fdf256``: the dataset card takes its title from it)."""
+def dataset_name(url: str) -> str:
+    """The URL's last part (``s3://bucket/fdf256`` -> ``fdf256``): a local copy is named so, as the dataset card
+    takes its title from its folder's name."""
     parts = urlsplit(url)
-    name = PurePosixPath(parts.path).name or parts.netloc
-    return Path(tempfile.gettempdir()) / "fdf_build-out" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+    return PurePosixPath(parts.path).name or parts.netloc
+
+
+def default_local_dir(url: str) -> Path:
+    """Where the driver works for ``url`` unless told: a folder in the system's temp dir, one per URL."""
+    return Path(tempfile.gettempdir()) / "fdf_build-out" / hashlib.sha256(url.encode()).hexdigest()[:16] / \
+        dataset_name(url)
 
 
 class RemoteOutput:
@@ -97,16 +107,23 @@ class RemoteOutput:
         finally:
             shutil.rmtree(staging)
 
-    def publish_dataset(self) -> None:
-        """Upload the merged dataset; ``stats.json``, its completion mark, is removed first and written last."""
-        self.storage.remove([STATS] if self.storage.exists(STATS) else [])
+    def dataset_files(self) -> dict[str, Path]:
+        """The local copy's files that make the stored dataset, by name: not the build's work, hidden files (locks,
+        journals), search indexes or ``stats.json``."""
         local = {p.relative_to(self.local).as_posix(): p for p in sorted(self.local.rglob("*")) if p.is_file()}
-        wanted = {name: path for name, path in local.items()
-                  if not name.startswith((f"{WORK_DIR}/", ".")) and not name.endswith(INDEX_SUFFIX) and name != STATS}
+        return {name: path for name, path in local.items()
+                if not name.startswith((f"{WORK_DIR}/", ".")) and not name.endswith(INDEX_SUFFIX) and name != STATS}
+
+    def publish_dataset(self) -> None:
+        """Upload the merged dataset; ``stats.json``, its completion mark, is removed first and written last
+        (where the local copy has one: a copy of a store whose last upload was cut off has none)."""
+        self.storage.remove([STATS] if self.storage.exists(STATS) else [])
+        wanted = self.dataset_files()
         self.storage.upload_many(wanted)
         stale = [n for split in SPLITS for n in self.storage.list(split) if n not in wanted]
         self.storage.remove(stale)
-        self.storage.upload(self.local / STATS, STATS)
+        if (self.local / STATS).is_file():
+            self.storage.upload(self.local / STATS, STATS)
 
 
 @contextmanager
@@ -118,3 +135,47 @@ def scratch(prefix: str) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _listing(paths: Iterable[Path]) -> dict[Path, tuple[int, int]]:
+    """Size and modification time of each file among ``paths``: what tells that a command changed one."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file()}
+
+
+@contextmanager
+def stored_dataset(url: str) -> Iterator[Path]:
+    """A local copy of the dataset stored at ``url``, its complete shards in ``.work/``, for a command that changes
+    it as it changes a local dataset. When the block ends without an error, the shards it changed are stored again
+    (a shard it deleted is deleted), then, if the command changed it, the dataset is published as a build
+    publishes it; the copy is deleted in any case. A run cut off anywhere leaves the store holding the old or the
+    new shards and files, and the same command run again finishes the change from what the store holds. Shards
+    stored without their stats (a build cut off between the two) hold faces no merge or removal has checked: they
+    are deleted, and a resumed build makes them again."""
+    scratch_dir = new_staging_dir(Path(tempfile.gettempdir()), "fdf_build-stored")
+    out = RemoteOutput(url, scratch_dir / dataset_name(url))
+    try:
+        names = out.storage.list()
+        if not any(n in (f"{split}/{METAINFO}" for split in SPLITS) for n in names):
+            raise BadInput(f"{url}: holds no dataset (no train/{METAINFO} or val/{METAINFO})")
+        out.storage.download_many({n: out.local / n for n in names if not n.startswith(f"{WORK_DIR}/")})
+        work = PurePosixPath(WORK_DIR)
+        complete = {n[:-len(STATS_NAME)] for n in names if PurePosixPath(n).parent == work
+                    and n.startswith(f"{WORK_DIR}/shard_") and n.endswith(STATS_NAME)}
+        out.storage.remove(n for n in names if PurePosixPath(n).parent == work and n.endswith(".tar")
+                           and n[:-len(".tar")] not in complete)
+        shards = [out.local / name for name in sorted(complete)]
+        (out.local / WORK_DIR).mkdir(parents=True, exist_ok=True)
+        for shard in shards:
+            out.fetch_shard(shard)
+        before = {shard: _listing(shard.rglob("*")) for shard in shards}
+        dataset_before = _listing(out.dataset_files().values())
+        yield out.local
+        for shard in shards:
+            if not shard.is_dir():
+                out.storage.remove(out._names(shard))
+            elif _listing(shard.rglob("*")) != before[shard]:
+                out.publish_shard(shard)
+        if _listing(out.dataset_files().values()) != dataset_before or not (out.local / STATS).is_file():
+            out.publish_dataset()
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)

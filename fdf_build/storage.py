@@ -178,6 +178,18 @@ class Storage:
         with self._errors(next(iter(files), "")):
             self.fs.put([str(p) for p in files.values()], [self._path(n) for n in files])
 
+    def download_many(self, files: dict[str, Path]) -> None:
+        """Copy names to local files (a store downloads them concurrently), for a working copy: a file cut off
+        is left as far as it came, where :meth:`download` writes each whole."""
+        if self.fs is None:
+            for name, target in files.items():
+                self.download(name, target)
+            return
+        for target in files.values():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors(next(iter(files), "")):
+            self.fs.get([self._path(n) for n in files], [str(p) for p in files.values()])
+
     def download(self, name: str, target: Path) -> None:
         """Copy ``name`` to the local file ``target``, atomically."""
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -509,3 +509,39 @@ def test_ray_build_to_object_storage_gives_the_local_output(built, world, local_
     assert now.keys() == stored.keys()
     dataset = lambda found: {k: v for k, v in found.items() if not k.startswith(".work/") and k != "stats.json"}  # noqa
     assert dataset(now) == dataset(stored)
+
+
+def test_a_removal_from_a_stored_dataset_leaves_no_byte_of_the_owners_faces(built, world, bucket, tmp_path):
+    """`fdf-build remove s3://...` on a build stored in S3: afterwards no object holds one of the owner's face PNGs,
+    the stored shards included; the stored splits are what the same removal makes of the local build; a build
+    resumed into the store (its ledger pulled) brings none back."""
+    out, _ = built
+    url = f"{bucket}/fdf"
+    build(world, tmp_path / "driver" / out.name, workers=4, shard_size=3, out_url=url)
+    nsid = json.loads((out / "train" / "fdf_metainfo.json").read_text())["0"]["user_nsid"]
+    pngs = [(out / split / "images" / f"{n}.png").read_bytes() for split in ("train", "val")
+            for n, e in json.loads((out / split / "fdf_metainfo.json").read_text()).items() if e["user_nsid"] == nsid]
+    holding = lambda found: sorted({n for n, data in found.items() for png in pngs if png in data})  # noqa: E731
+    assert any(n.startswith(".work/shard_") for n in holding(objects(url)))  # the shard tars hold them at first
+
+    result = CliRunner().invoke(cli, ["remove", url, "--user-nsid", nsid])
+    assert result.exit_code == 0, result.output
+    assert f"{len(pngs)} face(s) removed; ledger {url}/removed.jsonl" in result.output
+    stored = objects(url)
+    assert holding(stored) == []
+    assert nsid in stored["blocklist.txt"].decode() and nsid in stored["removed.jsonl"].decode()
+
+    local = shutil.copytree(out, tmp_path / "local" / out.name)
+    assert CliRunner().invoke(cli, ["remove", str(local), "--user-nsid", nsid]).exit_code == 0
+    in_splits = lambda name: name.split("/")[0] in ("train", "val") and not name.endswith(".index")  # noqa: E731
+    local_files = {p.relative_to(local).as_posix(): p for p in local.rglob("*") if p.is_file()}
+    assert {n: d for n, d in stored.items() if in_splits(n)} == \
+        {n: p.read_bytes() for n, p in local_files.items() if in_splits(n)}
+
+    again = build(world, tmp_path / "elsewhere" / out.name, workers=4, shard_size=3, out_url=url)
+    assert again.shards["built"] == 0
+    now = objects(url)
+    assert holding(now) == []
+    rebuilt = {n: d for n, d in stored.items() if in_splits(n) and not n.endswith("/renumbering.json")}
+    assert {n: d for n, d in now.items() if in_splits(n)} == rebuilt  # a merge numbers afresh: no renumbering left
+    assert CliRunner().invoke(cli, ["remove", f"{bucket}/nothing", "--user-nsid", nsid]).exit_code == 2

@@ -60,16 +60,20 @@ def eligibility_options(command):
 
 
 class Output(click.ParamType):
-    """An output directory (a ``Path``), or an fsspec URL such as ``s3://bucket/prefix`` (kept as text)."""
+    """A directory (a ``Path``; with ``exists``, one that exists), or an fsspec URL such as ``s3://bucket/prefix``
+    (kept as text)."""
 
     name = "directory or URL"
+
+    def __init__(self, *, exists: bool = False):
+        self.exists = exists
 
     def convert(self, value, param, ctx):
         from ..storage import is_remote
 
         if isinstance(value, str) and is_remote(value):
             return value
-        return click.Path(file_okay=False, path_type=Path).convert(value, param, ctx)
+        return click.Path(exists=self.exists, file_okay=False, path_type=Path).convert(value, param, ctx)
 
 
 def build_options(command):

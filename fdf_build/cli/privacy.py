@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import click
 
 from . import InputError, printable
-from .options import URL, Bars
+from .options import URL, Bars, Output
 from .search import query, query_options
 
 
 @click.command()
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=Output(exists=True))
 @query_options
 @click.option("--requests", "requests_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Apply the requests queued in this file by `fdf-build serve` (DATASET/removal-requests.jsonl) "
                    "and mark them done.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; change nothing.")
 @click.option("--reason", default="removal request", show_default=True, help="Recorded in removed.jsonl.")
-def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_file, dry_run: bool,
+def remove(dataset: Union[Path, str], user_nsid, nsid_file, photo_id, photo_url, requests_file, dry_run: bool,
            reason: str) -> None:
     """Remove every face of the given users or photos from all splits of DATASET.
 
@@ -28,14 +28,29 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
     atomically across splits, appends what went to DATASET/removed.jsonl and
     the NSIDs / photo ids to DATASET/blocklist.txt; pass that file to
     `fdf-build build --blocklist` so they never come back.
+
+    DATASET may be an object store URL (s3://bucket/prefix; the s3 extra) that
+    `fdf-build build --out` wrote: the dataset and its stored shards are
+    fetched, changed here, and stored again.
     """
+    if requests_file is not None and (user_nsid or nsid_file or photo_id or photo_url):
+        raise InputError("--requests applies the queued requests: give no other NSID or photo with it")
+    query_ = None if requests_file is not None else query(user_nsid, nsid_file, photo_id, photo_url)
+    if isinstance(dataset, Path):
+        return _remove(dataset, str(dataset), query_, requests_file, dry_run, reason)
+    from ..remote import stored_dataset
+
+    with stored_dataset(dataset) as local:
+        _remove(local, dataset, query_, requests_file, dry_run, reason)
+
+
+def _remove(dataset: Path, shown: str, query_, requests_file: Optional[Path], dry_run: bool, reason: str) -> None:
+    """``remove`` on the local ``dataset``, named ``shown`` to the user (its URL, for a copy of a stored one)."""
     from ..privacy.removal import plan_removal, remove_faces
 
     if requests_file is not None:
-        if user_nsid or nsid_file or photo_id or photo_url:
-            raise InputError("--requests applies the queued requests: give no other NSID or photo with it")
         return _remove_requests(dataset, requests_file, dry_run)
-    nsids, photo_ids = query(user_nsid, nsid_file, photo_id, photo_url)
+    nsids, photo_ids = query_
     plan = plan_removal(dataset, nsids=nsids, photo_ids=photo_ids)
     for split, numbers in plan.drop.items():
         for n in numbers:
@@ -46,7 +61,7 @@ def remove(dataset: Path, user_nsid, nsid_file, photo_id, photo_url, requests_fi
         return
     mappings = remove_faces(plan, reason=reason)  # made again if another removal ran since the listing
     count = sum(new is None for mapping in mappings.values() for new in mapping.values())
-    click.echo(f"{count} face(s) removed; ledger {dataset / 'removed.jsonl'}, blocklist {dataset / 'blocklist.txt'}")
+    click.echo(f"{count} face(s) removed; ledger {shown}/removed.jsonl, blocklist {shown}/blocklist.txt")
     if count < plan.count:
         click.echo(f"{plan.count - count} of the faces listed had left the dataset meanwhile (a build's merge "
                    "or another removal took them out); all are on the blocklist")
