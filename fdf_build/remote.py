@@ -145,12 +145,13 @@ def _listing(paths: Iterable[Path]) -> dict[Path, tuple[int, int]]:
 @contextmanager
 def stored_dataset(url: str) -> Iterator[Path]:
     """A local copy of the dataset stored at ``url``, its complete shards in ``.work/``, for a command that changes
-    it as it changes a local dataset. When the block ends without an error, the shards it changed are stored again
-    (a shard it deleted is deleted), then, if the command changed it, the dataset is published as a build
-    publishes it; the copy is deleted in any case. A run cut off anywhere leaves the store holding the old or the
-    new shards and files, and the same command run again finishes the change from what the store holds. Shards
-    stored without their stats (a build cut off between the two) hold faces no merge or removal has checked: they
-    are deleted, and a resumed build makes them again."""
+    it as it changes a local dataset. When the block ends without an error, a changed blocklist is stored first
+    (a build resumed meanwhile takes the blocked photos no more), then the shards it changed (a shard it deleted
+    is deleted), then, if the command changed it, the dataset is published as a build publishes it; the copy is
+    deleted in any case. A run cut off anywhere leaves the store holding the old or the new version of each shard
+    and file, and the same command run again finishes the change from what the store holds. Shards stored without
+    their stats (a build cut off between the two) hold faces no merge or removal has checked: they are deleted, and
+    a resumed build makes them again."""
     scratch_dir = new_staging_dir(Path(tempfile.gettempdir()), "fdf_build-stored")
     out = RemoteOutput(url, scratch_dir / dataset_name(url))
     try:
@@ -168,8 +169,11 @@ def stored_dataset(url: str) -> Iterator[Path]:
         for shard in shards:
             out.fetch_shard(shard)
         before = {shard: _listing(shard.rglob("*")) for shard in shards}
-        dataset_before = _listing(out.dataset_files().values())
+        dataset_before, blocklist = _listing(out.dataset_files().values()), out.local / BLOCKLIST
+        blocklist_before = _listing([blocklist])
         yield out.local
+        if _listing([blocklist]) != blocklist_before:
+            out.storage.upload(blocklist, BLOCKLIST)  # first, as a local removal blocks first: no build takes them
         for shard in shards:
             if not shard.is_dir():
                 out.storage.remove(out._names(shard))
