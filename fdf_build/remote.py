@@ -159,12 +159,11 @@ def stored_dataset(url: str) -> Iterator[Path]:
         if not any(n in (f"{split}/{METAINFO}" for split in SPLITS) for n in names):
             raise BadInput(f"{url}: holds no dataset (no train/{METAINFO} or val/{METAINFO})")
         out.storage.download_many({n: out.local / n for n in names if not n.startswith(f"{WORK_DIR}/")})
-        work = PurePosixPath(WORK_DIR)
-        complete = {n[:-len(STATS_NAME)] for n in names if PurePosixPath(n).parent == work
-                    and n.startswith(f"{WORK_DIR}/shard_") and n.endswith(STATS_NAME)}
-        out.storage.remove(n for n in names if PurePosixPath(n).parent == work and n.endswith(".tar")
-                           and n[:-len(".tar")] not in complete)
-        shards = [out.local / name for name in sorted(complete)]
+        stored = [out.local / n.removesuffix(".tar") for n in names
+                  if PurePosixPath(n).parent == PurePosixPath(WORK_DIR) and n.endswith(".tar")]
+        present = set(names)
+        out.storage.remove(out._names(shard)[0] for shard in stored if out._names(shard)[1] not in present)
+        shards = [shard for shard in stored if out._names(shard)[1] in present]
         (out.local / WORK_DIR).mkdir(parents=True, exist_ok=True)
         for shard in shards:
             out.fetch_shard(shard)
